@@ -1,0 +1,449 @@
+"""Pipeline configuration: YAML validated on load into frozen dataclasses.
+
+Every problem is raised as one :class:`ConfigError` naming the file and the key, e.g.
+``conf/example.yml: sources[crm].change_tracking: must be one of snapshot, delta_cdf, audit``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+CHANGE_TRACKING_MODES = ("snapshot", "delta_cdf", "audit")
+SOURCE_FORMATS = ("delta", "parquet", "csv", "table")
+ATTRIBUTE_KINDS = ("email", "phone", "name", "date", "address", "postcode", "id", "text")
+COMPARISON_KINDS = ("name", "email", "phone", "date", "postcode", "address", "exact")
+SURVIVORSHIP_RULES = ("source_priority", "most_recent", "most_frequent")
+STORAGE_BACKENDS = ("auto", "embedded", "jvm")
+
+# Standard attributes whose kind is known from their name; any other name defaults to "id".
+DEFAULT_ATTRIBUTE_KINDS = {
+    "email": "email",
+    "phone": "phone",
+    "first_name": "name",
+    "last_name": "name",
+    "middle_name": "name",
+    "full_name": "name",
+    "dob": "date",
+    "date_of_birth": "date",
+    "address": "address",
+    "city": "text",
+    "postcode": "postcode",
+    "zip": "postcode",
+}
+
+DEFAULT_DATE_FORMATS = (
+    "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS][XXX]",
+    "yyyy-MM-dd HH:mm:ss[.SSSSSS]",
+    "yyyy-MM-dd HH:mm",
+    "yyyy-MM-dd",
+    "yyyy/MM/dd",
+    "dd/MM/yyyy",
+    "dd.MM.yyyy",
+    "yyyyMMdd",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration file is invalid; the message names the file and the key."""
+
+    def __init__(self, file: str, key: str, problem: str):
+        self.file, self.key, self.problem = file, key, problem
+        super().__init__(f"{file}: {key}: {problem}")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One source system: where it is, how its changes are tracked, how columns map."""
+
+    name: str
+    format: str
+    location: str  # a path (delta/parquet/csv) or a catalog table name (table, delta)
+    key: str
+    columns: dict[str, str]  # standard attribute -> source column
+    priority: int = 100
+    timestamp: str | None = None
+    change_tracking: str = "snapshot"
+    operation_column: str | None = None
+    operation_time_column: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    date_formats: tuple[str, ...] = DEFAULT_DATE_FORMATS
+
+    @property
+    def is_path(self) -> bool:
+        """True when ``location`` is a folder or file rather than a catalog table name."""
+        return self.format != "table" and ("/" in self.location or self.location.startswith("."))
+
+
+@dataclass(frozen=True)
+class IdentifierRule:
+    """A deterministic rule: records sharing a (non-junk) value of ``attribute`` are linked."""
+
+    name: str
+    attribute: str
+    exclude: tuple[str, ...] = ()
+    max_group_size: int = 50
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How ``idr train`` estimates the Splink model."""
+
+    max_pairs: float = 1e6
+    seed: int = 42
+    em_blocking_rules: tuple[tuple[str, ...], ...] = ()
+    probability_two_random_records_match: float | None = None
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """The probabilistic model and how its scores become links and review pairs."""
+
+    model: str
+    comparisons: dict[str, str]
+    blocking_rules: tuple[tuple[str, ...], ...]
+    link_threshold: float = 0.95
+    review_threshold: float = 0.6
+    max_entity_size: int = 1000
+    max_embedded_graph_edges: int = 50_000_000
+    training: TrainingConfig = TrainingConfig()
+
+
+@dataclass(frozen=True)
+class SurvivorshipConfig:
+    """Which value survives into the golden profile, per attribute."""
+
+    default: str = "source_priority"
+    attributes: dict[str, str] = field(default_factory=dict)
+    arrays: tuple[str, ...] = ("email", "phone")
+
+    def rule_for(self, attribute: str) -> str:
+        """The survivorship rule of ``attribute`` (its own or the default)."""
+        return self.attributes.get(attribute, self.default)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where output tables live: a local warehouse folder or a catalog + schema."""
+
+    warehouse: str | None = None
+    catalog: str | None = None
+    schema: str | None = None
+    backend: str = "auto"
+    checkpoint_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole pipeline configuration."""
+
+    path: str
+    sources: tuple[SourceConfig, ...]
+    identifiers: tuple[IdentifierRule, ...]
+    matching: MatchingConfig
+    survivorship: SurvivorshipConfig
+    storage: StorageConfig
+    attribute_kinds: dict[str, str]
+    phone_region: str = "US"
+
+    @property
+    def attributes(self) -> list[str]:
+        """Every standard attribute mapped by at least one source, in a stable order."""
+        return list(self.attribute_kinds)
+
+    def source(self, name: str) -> SourceConfig:
+        """The source called ``name``."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+
+class _Section:
+    """Reads one mapping of the YAML, remembering its key path for error messages."""
+
+    def __init__(self, file: str, key: str, data: Any):
+        self.file, self.key = file, key
+        if not isinstance(data, dict):
+            self.fail(f"must be a mapping, got {type(data).__name__}")
+        self.data = data
+
+    def fail(self, problem: str, key: str | None = None) -> None:
+        raise ConfigError(self.file, f"{self.key}.{key}" if key else self.key, problem)
+
+    def check_keys(self, allowed: set[str]) -> None:
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            self.fail(f"unknown key (allowed: {', '.join(sorted(allowed))})", unknown[0])
+
+    def child(self, key: str, *, required: bool = True) -> _Section | None:
+        if key not in self.data:
+            if required:
+                self.fail("missing required key", key)
+            return None
+        return _Section(self.file, f"{self.key}.{key}", self.data[key])
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., choices=None):
+        if key not in self.data or self.data[key] is None:
+            if default is ...:
+                self.fail("missing required key", key)
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if float in kinds and isinstance(value, str):
+            try:  # PyYAML reads 1.0e6 (no sign in the exponent) as a string
+                value = float(value)
+            except ValueError:
+                pass
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            self.fail(f"must be {names}, got {type(value).__name__} {value!r}", key)
+        if choices is not None and value not in choices:
+            self.fail(f"must be one of {', '.join(choices)}, got {value!r}", key)
+        return value
+
+    def string_map(self, key: str, *, default: Any = ...) -> dict[str, str]:
+        value = self.get(key, dict, default)
+        for name, item in value.items():
+            if not isinstance(item, str):
+                self.fail(f"value of {name!r} must be a string, got {item!r}", key)
+        return {str(name): item for name, item in value.items()}
+
+    def rules(self, key: str) -> tuple[tuple[str, ...], ...]:
+        """A list of blocking rules, each a column name or a list of column names."""
+        rules = []
+        for index, rule in enumerate(self.get(key, list, [])):
+            columns = (rule,) if isinstance(rule, str) else rule
+            if not isinstance(columns, list | tuple) or not all(isinstance(c, str) for c in columns):
+                self.fail("each rule must be a column name or a list of column names", f"{key}[{index}]")
+            rules.append(tuple(columns))
+        return tuple(rules)
+
+
+def _parse_source(file: str, index: int, data: Any) -> SourceConfig:
+    raw_name = data.get("name") if isinstance(data, dict) else None
+    section = _Section(file, f"sources[{raw_name or index}]", data)
+    section.check_keys(
+        {"name", "format", "path", "table", "key", "columns", "priority", "timestamp",
+         "change_tracking", "operation_column", "operation_time_column", "options",
+         "date_formats"}
+    )
+    name = section.get("name", str)
+    fmt = section.get("format", str, "delta", choices=SOURCE_FORMATS)
+    path, table = section.get("path", str, None), section.get("table", str, None)
+    if (path is None) == (table is None):
+        section.fail("give exactly one of 'path' or 'table'")
+    if fmt == "table" and table is None:
+        section.fail("format 'table' reads a catalog table: give 'table', not 'path'", "format")
+    if table is not None and fmt not in ("table", "delta"):
+        section.fail(f"format {fmt!r} reads files: give 'path'", "table")
+    columns = section.string_map("columns")
+    if not columns:
+        section.fail("map at least one source column to a standard attribute", "columns")
+    tracking = section.get("change_tracking", str, "snapshot", choices=CHANGE_TRACKING_MODES)
+    op_column = section.get("operation_column", str, None)
+    op_time = section.get("operation_time_column", str, None)
+    if tracking == "audit" and (op_column is None or op_time is None):
+        section.fail("audit sources need operation_column and operation_time_column", "change_tracking")
+    if tracking == "delta_cdf" and fmt not in ("delta", "table"):
+        section.fail("delta_cdf needs a Delta source (format delta or table)", "change_tracking")
+    formats = section.get("date_formats", list, list(DEFAULT_DATE_FORMATS))
+    return SourceConfig(
+        name=name,
+        format=fmt,
+        location=table if table is not None else path,
+        key=section.get("key", str),
+        columns=columns,
+        priority=section.get("priority", int, 100),
+        timestamp=section.get("timestamp", str, None),
+        change_tracking=tracking,
+        operation_column=op_column,
+        operation_time_column=op_time,
+        options={k: str(v) for k, v in section.get("options", dict, {}).items()},
+        date_formats=tuple(str(f) for f in formats),
+    )
+
+
+def _parse_identifier(file: str, index: int, data: Any, attributes: set[str]) -> IdentifierRule:
+    section = _Section(file, f"identifiers[{index}]", data)
+    section.check_keys({"name", "attribute", "exclude", "max_group_size"})
+    attribute = section.get("attribute", str)
+    if attribute not in attributes:
+        section.fail(f"no source maps attribute {attribute!r}", "attribute")
+    exclude = section.get("exclude", list, [])
+    if not all(isinstance(pattern, str) for pattern in exclude):
+        section.fail("patterns must be strings (quote numbers like '0000000000')", "exclude")
+    max_group = section.get("max_group_size", int, 50)
+    if max_group < 2:
+        section.fail("must be at least 2", "max_group_size")
+    return IdentifierRule(
+        name=section.get("name", str, attribute),
+        attribute=attribute,
+        exclude=tuple(exclude),
+        max_group_size=max_group,
+    )
+
+
+def _parse_matching(section: _Section, attributes: set[str]) -> MatchingConfig:
+    section.check_keys(
+        {"model", "comparisons", "blocking_rules", "link_threshold", "review_threshold",
+         "max_entity_size", "max_embedded_graph_edges", "training"}
+    )
+    comparisons = section.string_map("comparisons")
+    for attribute, kind in comparisons.items():
+        if attribute not in attributes:
+            section.fail(f"no source maps attribute {attribute!r}", f"comparisons.{attribute}")
+        if kind not in COMPARISON_KINDS:
+            section.fail(f"must be one of {', '.join(COMPARISON_KINDS)}, got {kind!r}",
+                         f"comparisons.{attribute}")
+    blocking = section.rules("blocking_rules")
+    for index, rule in enumerate(blocking):
+        for column in rule:
+            if column not in attributes:
+                section.fail(f"no source maps attribute {column!r}", f"blocking_rules[{index}]")
+    link = section.get("link_threshold", float, 0.95)
+    review = section.get("review_threshold", float, 0.6)
+    if not 0.0 < review <= link <= 1.0:
+        section.fail("need 0 < review_threshold <= link_threshold <= 1", "review_threshold")
+    training_section = section.child("training", required=False)
+    training = TrainingConfig()
+    if training_section is not None:
+        training_section.check_keys(
+            {"max_pairs", "seed", "em_blocking_rules", "probability_two_random_records_match"}
+        )
+        training = TrainingConfig(
+            max_pairs=training_section.get("max_pairs", float, 1e6),
+            seed=training_section.get("seed", int, 42),
+            em_blocking_rules=training_section.rules("em_blocking_rules"),
+            probability_two_random_records_match=training_section.get(
+                "probability_two_random_records_match", float, None
+            ),
+        )
+    return MatchingConfig(
+        model=section.get("model", str),
+        comparisons=comparisons,
+        blocking_rules=blocking,
+        link_threshold=link,
+        review_threshold=review,
+        max_entity_size=section.get("max_entity_size", int, 1000),
+        max_embedded_graph_edges=section.get("max_embedded_graph_edges", int, 50_000_000),
+        training=training,
+    )
+
+
+def _parse_survivorship(section: _Section | None, attributes: set[str]) -> SurvivorshipConfig:
+    if section is None:
+        return SurvivorshipConfig()
+    section.check_keys({"default", "attributes", "arrays"})
+    rules = section.string_map("attributes", default={})
+    for attribute, rule in rules.items():
+        if attribute not in attributes:
+            section.fail(f"no source maps attribute {attribute!r}", f"attributes.{attribute}")
+        if rule not in SURVIVORSHIP_RULES:
+            section.fail(f"must be one of {', '.join(SURVIVORSHIP_RULES)}", f"attributes.{attribute}")
+    arrays = section.get("arrays", list, ["email", "phone"])
+    return SurvivorshipConfig(
+        default=section.get("default", str, "source_priority", choices=SURVIVORSHIP_RULES),
+        attributes=rules,
+        arrays=tuple(a for a in arrays if a in attributes),
+    )
+
+
+def _parse_storage(section: _Section) -> StorageConfig:
+    section.check_keys({"warehouse", "catalog", "schema", "backend", "checkpoint_dir"})
+    warehouse = section.get("warehouse", str, None)
+    catalog = section.get("catalog", str, None)
+    schema = section.get("schema", str, None)
+    if warehouse is None and schema is None:
+        section.fail("give a local 'warehouse' folder or a 'schema' (with optional 'catalog')")
+    if warehouse is not None and schema is not None:
+        section.fail("give either 'warehouse' or 'catalog'/'schema', not both")
+    return StorageConfig(
+        warehouse=os.path.expandvars(warehouse) if warehouse else None,
+        catalog=catalog,
+        schema=schema,
+        backend=section.get("backend", str, "auto", choices=STORAGE_BACKENDS),
+        checkpoint_dir=section.get("checkpoint_dir", str, None),
+    )
+
+
+def parse_config(data: Any, *, file: str = "<config>") -> Config:
+    """Validate a parsed YAML document and build the :class:`Config`."""
+    root = _Section(file, "config", data)
+    root.key = ""
+    allowed = {"sources", "identifiers", "matching", "survivorship", "storage", "attributes",
+               "phone_region"}
+    unknown = sorted(set(root.data) - allowed)
+    if unknown:
+        raise ConfigError(file, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def top(key: str, required: bool = True) -> _Section | None:
+        if key not in root.data:
+            if required:
+                raise ConfigError(file, key, "missing required key")
+            return None
+        return _Section(file, key, root.data[key])
+
+    raw_sources = root.data.get("sources")
+    if not isinstance(raw_sources, list) or not raw_sources:
+        raise ConfigError(file, "sources", "must be a non-empty list of sources")
+    sources = tuple(_parse_source(file, i, item) for i, item in enumerate(raw_sources))
+    names = [source.name for source in sources]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(file, f"sources[{duplicates[0]}]", "source names must be unique")
+
+    declared_kinds = {}
+    kinds_section = top("attributes", required=False)
+    if kinds_section is not None:
+        for name, kind in kinds_section.data.items():
+            if kind not in ATTRIBUTE_KINDS:
+                raise ConfigError(
+                    file, f"attributes.{name}", f"must be one of {', '.join(ATTRIBUTE_KINDS)}"
+                )
+            declared_kinds[str(name)] = kind
+    attribute_kinds: dict[str, str] = {}
+    for source in sources:
+        for attribute in source.columns:
+            attribute_kinds.setdefault(
+                attribute, declared_kinds.get(attribute, DEFAULT_ATTRIBUTE_KINDS.get(attribute, "id"))
+            )
+    attributes = set(attribute_kinds)
+
+    raw_identifiers = root.data.get("identifiers", [])
+    if not isinstance(raw_identifiers, list):
+        raise ConfigError(file, "identifiers", "must be a list of identifier rules")
+    identifiers = tuple(
+        _parse_identifier(file, i, item, attributes) for i, item in enumerate(raw_identifiers)
+    )
+    phone_region = root.data.get("phone_region", "US")
+    if not isinstance(phone_region, str) or len(phone_region) != 2:
+        raise ConfigError(file, "phone_region", "must be a two-letter region code such as GB or US")
+    return Config(
+        path=file,
+        sources=sources,
+        identifiers=identifiers,
+        matching=_parse_matching(top("matching"), attributes),
+        survivorship=_parse_survivorship(top("survivorship", required=False), attributes),
+        storage=_parse_storage(top("storage")),
+        attribute_kinds=attribute_kinds,
+        phone_region=phone_region.upper(),
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a YAML config file."""
+    file = str(path)
+    try:
+        with open(file, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(file, "file", "not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(file, "file", f"not valid YAML: {error}") from None
+    return parse_config(data, file=file)

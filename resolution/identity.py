@@ -1,0 +1,172 @@
+"""Stable entity ids: the anchor policy of DESIGN.md as DataFrame transforms.
+
+- A new entity takes the id of its anchor record: the oldest record by source timestamp, ties
+  broken by source priority, then record_key. The anchor is the primary record.
+- Entities that become connected merge: the older entity's id survives (older = its anchor
+  is older under the same ordering), the others are retired (lineage MERGED / RETIRED).
+- An entity that falls apart splits: the part holding most of its records keeps the id (tie:
+  the part holding its old primary, then the smallest cluster key); other parts take their own
+  anchor's id (lineage SPLIT).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from resolution.clustering import COMPONENT, NODE
+from resolution.schemas import (
+    ENTITY_ID,
+    IS_PRIMARY,
+    RECORD_KEY,
+    SOURCE,
+    SOURCE_ID,
+    SOURCE_PRIORITY,
+    SOURCE_TIMESTAMP,
+)
+
+CLUSTER = "cluster"
+MERGED, RETIRED, SPLIT = "MERGED", "RETIRED", "SPLIT"
+
+
+def anchor_order() -> list[Column]:
+    """The anchor ordering: oldest source timestamp, then source priority, then record_key."""
+    return [
+        F.col(SOURCE_TIMESTAMP).asc_nulls_last(),
+        F.col(SOURCE_PRIORITY).asc(),
+        F.col(RECORD_KEY).asc(),
+    ]
+
+
+def clusters_for_records(records: DataFrame, components: DataFrame) -> DataFrame:
+    """Every record with its cluster key: its component, or itself when it has no link."""
+    return records.join(
+        components.select(F.col(NODE).alias(RECORD_KEY), F.col(COMPONENT).alias(CLUSTER)),
+        RECORD_KEY,
+        "left",
+    ).select(
+        RECORD_KEY,
+        SOURCE,
+        SOURCE_ID,
+        SOURCE_PRIORITY,
+        SOURCE_TIMESTAMP,
+        F.coalesce(F.col(CLUSTER), F.col(RECORD_KEY)).alias(CLUSTER),
+    )
+
+
+def _ranked(frame: DataFrame, partition: str) -> DataFrame:
+    return frame.withColumn("__rank", F.row_number().over(Window.partitionBy(partition).orderBy(*anchor_order())))
+
+
+def assign_entity_ids(clustered: DataFrame, previous: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Give each cluster an entity id, keeping ids from ``previous`` membership stable.
+
+    ``clustered``: record_key, source, source_id, source_priority, source_timestamp, cluster.
+    ``previous``: record_key, entity_id, is_primary of the last committed membership (empty on
+    a first run). Returns (membership, lineage): membership has record_key, source, source_id,
+    entity_id, is_primary; lineage has entity_id, other_entity_id, event, record_count.
+    """
+    anchors = (
+        _ranked(clustered, CLUSTER)
+        .filter(F.col("__rank") == 1)
+        .select(CLUSTER, F.col(RECORD_KEY).alias("__anchor_key"))
+    )
+    return _assign_with_history(clustered, previous, anchors)
+
+
+def _membership(clustered: DataFrame, ids: DataFrame) -> DataFrame:
+    joined = clustered.join(ids, CLUSTER)
+    ranked = _ranked(joined, CLUSTER)
+    return ranked.select(
+        RECORD_KEY,
+        SOURCE,
+        SOURCE_ID,
+        ENTITY_ID,
+        (F.col("__rank") == 1).alias(IS_PRIMARY),
+    )
+
+
+def _assign_with_history(
+    clustered: DataFrame, previous: DataFrame, anchors: DataFrame
+) -> tuple[DataFrame, DataFrame]:
+    prev = previous.select(
+        RECORD_KEY, F.col(ENTITY_ID).alias("__prev_id"), F.col(IS_PRIMARY).alias("__prev_primary")
+    )
+    joined = clustered.join(prev, RECORD_KEY, "left")
+    # How many of each old entity's records each cluster holds, and whether it holds its primary.
+    overlap = (
+        joined.filter(F.col("__prev_id").isNotNull())
+        .groupBy(CLUSTER, "__prev_id")
+        .agg(
+            F.count(F.lit(1)).alias("__held"),
+            F.max(F.col("__prev_primary").cast("int")).alias("__holds_primary"),
+        )
+    )
+    # Each old id goes to the cluster holding most of its records (the split rule).
+    winner = Window.partitionBy("__prev_id").orderBy(
+        F.col("__held").desc(), F.col("__holds_primary").desc(), F.col(CLUSTER).asc()
+    )
+    claims = overlap.withColumn("__claim_rank", F.row_number().over(winner))
+    won = claims.filter(F.col("__claim_rank") == 1)
+    # A cluster that won several old ids keeps the oldest one (the merge rule): entity age is
+    # its current anchor among the records it held before.
+    old_anchor = (
+        _ranked(joined.filter(F.col("__prev_id").isNotNull()), "__prev_id")
+        .filter(F.col("__rank") == 1)
+        .select(
+            "__prev_id",
+            F.col(SOURCE_TIMESTAMP).alias("__age_ts"),
+            F.col(SOURCE_PRIORITY).alias("__age_priority"),
+            F.col(RECORD_KEY).alias("__age_key"),
+        )
+    )
+    survivor_order = Window.partitionBy(CLUSTER).orderBy(
+        F.col("__age_ts").asc_nulls_last(), F.col("__age_priority").asc(), F.col("__age_key").asc()
+    )
+    ranked_won = won.join(old_anchor, "__prev_id").withColumn(
+        "__survivor_rank", F.row_number().over(survivor_order)
+    )
+    kept = ranked_won.filter(F.col("__survivor_rank") == 1).select(
+        CLUSTER, F.col("__prev_id").alias(ENTITY_ID)
+    )
+    fresh = anchors.join(kept, CLUSTER, "left_anti").select(
+        CLUSTER, F.col("__anchor_key").alias(ENTITY_ID)
+    )
+    # An anchor key already used as a live or retired id cannot be reused: suffix it.
+    taken = previous.select(F.col(ENTITY_ID).alias("__taken")).distinct()
+    fresh = fresh.join(taken, fresh[ENTITY_ID] == taken["__taken"], "left").select(
+        CLUSTER,
+        F.when(F.col("__taken").isNull(), F.col(ENTITY_ID))
+        .otherwise(F.concat(F.col(ENTITY_ID), F.lit("#"), F.col(CLUSTER)))
+        .alias(ENTITY_ID),
+    )
+    ids = kept.unionByName(fresh)
+    membership = _membership(clustered, ids)
+
+    sizes = membership.groupBy(ENTITY_ID).agg(F.count(F.lit(1)).alias("record_count"))
+    merged = (
+        ranked_won.filter(F.col("__survivor_rank") > 1)
+        .join(kept.withColumnRenamed(ENTITY_ID, "__survivor"), CLUSTER)
+        .select(F.col("__survivor").alias(ENTITY_ID), F.col("__prev_id").alias("other_entity_id"))
+    )
+    # Old ids that lost every claim to another old id in the same cluster are retired;
+    # clusters that hold part of an old entity but did not win it are split-offs.
+    split_off = (
+        claims.filter(F.col("__claim_rank") > 1)
+        .join(fresh, CLUSTER)
+        .select(F.col("__prev_id").alias(ENTITY_ID), F.col(ENTITY_ID).alias("other_entity_id"))
+        .distinct()
+    )
+    lineage = (
+        merged.withColumn("event", F.lit(MERGED))
+        .unionByName(
+            merged.select(
+                F.col("other_entity_id").alias(ENTITY_ID),
+                F.col(ENTITY_ID).alias("other_entity_id"),
+            ).withColumn("event", F.lit(RETIRED))
+        )
+        .unionByName(split_off.withColumn("event", F.lit(SPLIT)))
+        .join(sizes, ENTITY_ID, "left")
+        .select(ENTITY_ID, "other_entity_id", "event", "record_count")
+    )
+    return membership, lineage

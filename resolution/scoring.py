@@ -1,0 +1,307 @@
+"""Splink scoring and training. The only module that imports splink.
+
+Candidate pairs come from one Splink blocking pass whose rules are, in order, the deterministic
+identifier rules (``block_on(email)``, ...) and then the configured probabilistic blocking rules.
+Splink's ``match_key`` tells which rule produced a pair first, so a pair found by an identifier
+rule is a deterministic link, and every pair, deterministic or not, is scored by the
+Fellegi-Sunter model: each edge carries the per-comparison levels that explain it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from resolution.config import Config
+from resolution.schemas import (
+    COMPARISON_LEVELS,
+    MATCH_PROBABILITY,
+    MATCH_WEIGHT,
+    MODEL_RULE,
+    RECORD_KEY,
+    RECORD_KEY_L,
+    RECORD_KEY_R,
+    RULE,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ModelError(RuntimeError):
+    """The saved model is missing or does not fit the configuration."""
+
+
+def similarity_jar_path() -> str:
+    """Path of Splink's Scala similarity UDF jar for the installed Spark major version."""
+    from splink.internals.spark.jar_location import similarity_jar_location
+
+    return similarity_jar_location()
+
+
+def register_similarity_functions(spark: SparkSession) -> None:
+    """Register Splink's Scala similarity functions (jaro_winkler, ...) as SQL functions.
+
+    Without them Splink SQL fails late with ``UNRESOLVED_ROUTINE jaro_winkler``; registering
+    at session build time turns a missing jar into an immediate, named error.
+    """
+    from splink.internals.spark.jar_location import get_scala_udfs
+
+    for name, class_name, return_type in get_scala_udfs():
+        try:
+            spark.udf.registerJavaFunction(name, class_name, return_type)
+        except Exception as error:  # the jar is not on the classpath
+            raise RuntimeError(
+                f"Cannot register Splink similarity function {name!r} ({class_name}). "
+                f"Add Splink's jar to the session: spark.jars={similarity_jar_path()}"
+            ) from error
+
+
+def _without_term_frequencies(settings: dict[str, Any]) -> dict[str, Any]:
+    """Drop term-frequency adjustments from every comparison level.
+
+    They make a pair's score depend on every other record, so rescoring only the changed
+    pairs could no longer equal a full recompute (the incremental invariant).
+    """
+    for comparison in settings["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            for key in ("tf_adjustment_column", "tf_adjustment_weight", "tf_minimum_u_value"):
+                level.pop(key, None)
+    return settings
+
+
+def _comparison(attribute: str, kind: str):
+    import splink.comparison_library as cl
+
+    if kind == "name":
+        return cl.NameComparison(attribute)
+    if kind == "email":
+        return cl.EmailComparison(attribute)
+    if kind == "date":
+        return cl.DateOfBirthComparison(attribute, input_is_string=False)
+    if kind == "phone":
+        return cl.LevenshteinAtThresholds(attribute, [1, 2])
+    if kind == "postcode":
+        return cl.LevenshteinAtThresholds(attribute, [1, 2])
+    if kind == "address":
+        return cl.JaroWinklerAtThresholds(attribute, [0.95, 0.85])
+    return cl.ExactMatch(attribute)
+
+
+def _block_on(columns: Sequence[str]):
+    from splink import block_on
+
+    return block_on(*columns)
+
+
+def _spark_api(spark: SparkSession):
+    from splink import SparkAPI
+
+    # Splink's default lineage break writes parquet to the checkpoint dir; persist-based
+    # breaks ran clustering out of heap, so the default is kept on purpose.
+    return SparkAPI(spark_session=spark)
+
+
+def settings_for(config: Config) -> dict[str, Any]:
+    """An untrained Splink settings dict built from ``matching.comparisons``."""
+    from splink import SettingsCreator
+
+    creator = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name=RECORD_KEY,
+        comparisons=[
+            _comparison(attribute, kind) for attribute, kind in config.matching.comparisons.items()
+        ],
+        blocking_rules_to_generate_predictions=[
+            _block_on(rule) for rule in config.matching.blocking_rules
+        ],
+        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=False,
+    )
+    return _without_term_frequencies(creator.create_settings_dict("spark"))
+
+
+def model_inputs(records: DataFrame, config: Config) -> DataFrame:
+    """The columns the model reads: the record key and every compared or blocked attribute."""
+    needed = dict.fromkeys(config.matching.comparisons)
+    for rule in config.matching.blocking_rules:
+        needed.update(dict.fromkeys(rule))
+    for identifier in config.identifiers:
+        needed[identifier.attribute] = None
+    return records.select(RECORD_KEY, *needed)
+
+
+def train_model(
+    spark: SparkSession, records: DataFrame, *, config: Config, output_path: str | Path
+) -> dict[str, Any]:
+    """Estimate the Fellegi-Sunter model (u by random sampling, m by EM) and save it as JSON.
+
+    The match-weights and m/u charts are saved as HTML next to the model.
+    """
+    from splink import Linker
+
+    training = config.matching.training
+    db_api = _spark_api(spark)
+    table = db_api.register(model_inputs(records, config), dataset_display_name="training_records")
+    settings = settings_for(config)
+    if training.probability_two_random_records_match is not None:
+        settings["probability_two_random_records_match"] = (
+            training.probability_two_random_records_match
+        )
+    linker = Linker(table, settings, log_level=logging.WARNING)
+    if training.probability_two_random_records_match is None and config.identifiers:
+        linker.training.estimate_probability_two_random_records_match(
+            [f"l.{rule.attribute} = r.{rule.attribute}" for rule in config.identifiers],
+            recall=0.8,
+        )
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=training.max_pairs, seed=training.seed
+    )
+    em_rules = training.em_blocking_rules or config.matching.blocking_rules
+    for rule in em_rules:
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            _block_on(rule), estimate_without_term_frequencies=True
+        )
+    model = _smoothed(linker.misc.save_model_to_json())
+    output = Path(output_path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(model, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    stem = output.with_suffix("")
+    linker.visualisations.match_weights_chart().save(f"{stem}.match_weights.html", inline=True)
+    linker.visualisations.m_u_parameters_chart().save(f"{stem}.m_u_parameters.html", inline=True)
+    return model
+
+
+SMOOTHING_FLOOR = 1e-6
+
+
+def _smoothed(model: dict[str, Any]) -> dict[str, Any]:
+    """Floor m and u probabilities that training left at zero or unset.
+
+    A level never observed in the training sample would otherwise carry an infinite weight, so
+    one unseen level (say, a first-name typo among otherwise identical records) could veto or
+    force a link on its own.
+    """
+    for comparison in model["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            if level.get("is_null_level"):
+                continue
+            for key in ("m_probability", "u_probability"):
+                if not level.get(key):
+                    level[key] = SMOOTHING_FLOOR
+    return model
+
+
+def load_model(path: str | Path, config: Config) -> dict[str, Any]:
+    """Read a saved model and check it compares the attributes the config maps."""
+    model_path = Path(path)
+    if not model_path.is_file():
+        raise ModelError(
+            f"model file {model_path} not found: train it first with "
+            f"`idr train --config {config.path}`"
+        )
+    model = json.loads(model_path.read_text(encoding="utf-8"))
+    compared = {c.get("output_column_name") for c in model.get("comparisons", [])}
+    missing = sorted(set(config.matching.comparisons) - compared)
+    if missing:
+        raise ModelError(
+            f"model {model_path} has no comparison for {', '.join(missing)} listed in "
+            f"matching.comparisons of {config.path}: retrain with `idr train`"
+        )
+    dialect = model.get("sql_dialect")
+    if dialect not in (None, "spark"):
+        raise ModelError(f"model {model_path} was trained for {dialect!r}, not Spark")
+    return model
+
+
+def _levels_map(model: dict[str, Any]) -> Column:
+    """A map comparison -> "level label (partial match weight)": why a pair scored as it did."""
+    entries = []
+    for comparison in model["comparisons"]:
+        name = comparison["output_column_name"]
+        gamma = F.col(f"gamma_{name}")
+        label = None
+        levels = comparison["comparison_levels"]
+        for position, level in enumerate(levels):
+            value = -1 if level.get("is_null_level") else _level_value(levels, position)
+            text = level.get("label_for_charts", str(value))
+            label = (F.when if label is None else label.when)(gamma == value, F.lit(text))
+        weight = F.format_string(" (%+.1f)", F.col(f"mw_{name}"))
+        entries += [F.lit(name), F.concat(label, F.coalesce(weight, F.lit("")))]
+    return F.create_map(*entries)
+
+
+def _level_value(levels: list[dict[str, Any]], position: int) -> int:
+    # Splink numbers non-null levels from the last (0, "all other") upwards.
+    non_null = [i for i, level in enumerate(levels) if not level.get("is_null_level")]
+    return len(non_null) - 1 - non_null.index(position)
+
+
+def score_candidates(
+    spark: SparkSession,
+    records: DataFrame,
+    *,
+    config: Config,
+    model: dict[str, Any],
+    changed: DataFrame | None = None,
+) -> DataFrame:
+    """Generate and score candidate pairs.
+
+    With ``changed`` (a subset of ``records``), only pairs involving a changed record are
+    produced: changed x all live records plus changed x changed, using the same rules.
+
+    Output: ``record_key_l < record_key_r``, ``rule`` (identifier rule name or ``model``),
+    ``match_probability``, ``match_weight``, ``comparison_levels``.
+    """
+    from splink import Linker
+
+    identifier_rules = [(rule.attribute,) for rule in config.identifiers]
+    rules = identifier_rules + list(config.matching.blocking_rules)
+    rule_names = [rule.name for rule in config.identifiers]
+    db_api = _spark_api(spark)
+    inputs = model_inputs(records, config)
+    table = db_api.register(inputs)
+    # gamma_* (the level each comparison fell in) and mw_* (its partial match weight) are what
+    # explain a link: keep them.
+    settings = {
+        **model,
+        "retain_matching_columns": True,
+        "retain_intermediate_calculation_columns": True,
+    }
+    linker = Linker(table, settings, log_level=logging.WARNING)
+    blocking = [_block_on(rule) for rule in rules]
+    if changed is None:
+        scored = linker.inference.predict_within(
+            table, blocking_rules_to_generate_predictions=blocking, warning_mode="never"
+        )
+        pairs = scored.as_spark_dataframe()
+    else:
+        changed_table = db_api.register(model_inputs(changed, config))
+        unchanged_table = db_api.register(inputs.join(changed.select(RECORD_KEY), RECORD_KEY, "left_anti"))
+        within = linker.inference.predict_within(
+            changed_table, blocking_rules_to_generate_predictions=blocking, warning_mode="never"
+        ).as_spark_dataframe()
+        between = linker.inference.predict_between(
+            changed_table,
+            unchanged_table,
+            blocking_rules_to_generate_predictions=blocking,
+            warning_mode="never",
+        ).as_spark_dataframe()
+        pairs = within.unionByName(between, allowMissingColumns=True)
+    rule_name = F.lit(MODEL_RULE)
+    for index, name in reversed(list(enumerate(rule_names))):
+        rule_name = F.when(F.col("match_key").cast("int") == index, F.lit(name)).otherwise(rule_name)
+    left, right = F.col(f"{RECORD_KEY}_l"), F.col(f"{RECORD_KEY}_r")
+    return pairs.select(
+        F.least(left, right).alias(RECORD_KEY_L),
+        F.greatest(left, right).alias(RECORD_KEY_R),
+        rule_name.alias(RULE),
+        F.col("match_probability").cast("double").alias(MATCH_PROBABILITY),
+        F.col("match_weight").cast("double").alias(MATCH_WEIGHT),
+        _levels_map(model).alias(COMPARISON_LEVELS),
+    )

@@ -1,0 +1,119 @@
+"""Build or reuse the SparkSession, and detect which backends it can use.
+
+Only this module (and ``jobs/`` / ``tests/conftest.py`` through it) creates a session; the rest
+of the library takes the session as a parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from resolution.scoring import register_similarity_functions, similarity_jar_path
+
+logger = logging.getLogger(__name__)
+
+DELTA_JVM_CLASS = "io.delta.tables.DeltaTable"
+GRAPHFRAMES_JVM_CLASS = "org.graphframes.GraphFrame"
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Which implementation runs each engine-dependent step."""
+
+    delta: str  # "delta-spark" or "deltalake"
+    clustering: str  # "graphframes" or "scipy"
+
+    def describe(self) -> str:
+        """One line for the log, so users see what their run actually uses."""
+        return f"backends: delta={self.delta}, clustering={self.clustering}"
+
+
+def get_spark_session(
+    app_name: str = "identity-resolution",
+    *,
+    master: str | None = None,
+    checkpoint_dir: str | None = None,
+    shuffle_partitions: int | None = None,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """Return the active SparkSession (Databricks, spark-submit) or build a local one.
+
+    A new local session gets Splink's similarity jar, UI off and a small shuffle-partition
+    count suited to one machine. Either way a checkpoint dir is set, because Splink breaks
+    lineage by writing parquet there.
+    """
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        builder = (
+            SparkSession.builder.appName(app_name)
+            .master(master or os.environ.get("IDR_SPARK_MASTER", "local[*]"))
+            .config("spark.jars", similarity_jar_path())
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", str(shuffle_partitions or 8))
+            .config("spark.driver.memory", os.environ.get("IDR_DRIVER_MEMORY", "4g"))
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.sql.adaptive.enabled", "true")
+        )
+        for key, value in (extra_conf or {}).items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
+    register_similarity_functions(spark)
+    if not has_checkpoint_dir(spark):
+        spark.sparkContext.setCheckpointDir(
+            checkpoint_dir or tempfile.mkdtemp(prefix="idr-checkpoints-")
+        )
+    return spark
+
+
+def has_checkpoint_dir(spark: SparkSession) -> bool:
+    """True when Spark can checkpoint (Splink and GraphFrames break lineage there)."""
+    try:
+        return spark.sparkContext.getCheckpointDir() is not None
+    except Exception:  # Spark Connect sessions have no SparkContext
+        return True
+
+
+def jvm_class_available(spark: SparkSession, class_name: str) -> bool:
+    """True when ``class_name`` loads in the session's JVM (its package is on the classpath)."""
+    try:
+        jvm = spark.sparkContext._jvm  # noqa: SLF001 - py4j is the only way to ask the JVM
+        jvm.org.apache.spark.util.Utils.classForName(class_name, True, False)
+        return True
+    except Exception:
+        return False
+
+
+def detect_backends(spark: SparkSession, *, prefer: str = "auto") -> Backends:
+    """Pick the JVM backends where their classes load, else the embedded ones.
+
+    ``prefer`` is ``auto`` (detect), ``embedded`` (always deltalake + scipy) or ``jvm``
+    (delta-spark + GraphFrames, failing clearly when they are missing).
+    """
+    if prefer == "embedded":
+        return Backends(delta="deltalake", clustering="scipy")
+    has_delta = jvm_class_available(spark, DELTA_JVM_CLASS)
+    has_graphframes = jvm_class_available(spark, GRAPHFRAMES_JVM_CLASS)
+    if prefer == "jvm" and not (has_delta and has_graphframes):
+        missing = [
+            name
+            for name, ok in (("delta-spark", has_delta), ("graphframes", has_graphframes))
+            if not ok
+        ]
+        raise RuntimeError(
+            "storage.backend is 'jvm' but these JVM packages are not on the classpath: "
+            + ", ".join(missing)
+            + ". Add them with spark.jars.packages (io.delta:delta-spark_2.13, "
+            "io.graphframes:graphframes-spark4_2.13) or use backend: auto."
+        )
+    return Backends(
+        delta="delta-spark" if has_delta else "deltalake",
+        clustering="graphframes" if has_graphframes else "scipy",
+    )

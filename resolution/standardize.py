@@ -1,0 +1,205 @@
+"""Standardize identifiers and attributes: pure DataFrame -> DataFrame transforms.
+
+Every value that cannot be standardized (an invalid email or phone, a junk value matching an
+exclusion pattern, an unparseable date) becomes null, and the reason is recorded in the
+record's ``value_issues`` array (``"phone:invalid"``, ``"email:excluded"``) so it can be counted
+and looked up later; nothing crashes on bad values.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+from functools import cache
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+from resolution.config import DEFAULT_DATE_FORMATS, Config
+from resolution.schemas import (
+    RECORD_KEY,
+    SOURCE,
+    SOURCE_ID,
+    SOURCE_PRIORITY,
+    SOURCE_TIMESTAMP,
+    VALUE_ISSUES,
+)
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$"
+
+
+@cache
+def _accent_table() -> tuple[str, str]:
+    """Pairs of (accented letter, base letter) for Latin letters, used by Spark ``translate``.
+
+    ``translate`` runs in the JVM, so name folding needs no Python UDF.
+    """
+    accented, plain = [], []
+    for code in range(0xC0, 0x250):
+        char = chr(code)
+        base = unicodedata.normalize("NFKD", char)[0]
+        if base != char and base.isascii() and base.isalpha():
+            accented.append(char)
+            plain.append(base)
+    return "".join(accented), "".join(plain)
+
+
+def fold_name(column: Column) -> Column:
+    """Lower-case, strip accents and punctuation, collapse spaces: 'Zoë  O'Brien' -> 'zoe obrien'."""
+    accented, plain = _accent_table()
+    folded = F.translate(F.lower(F.trim(column)), accented.lower() + accented, plain.lower() * 2)
+    folded = F.regexp_replace(folded, r"['`’.]", "")
+    folded = F.regexp_replace(folded, r"[^a-z\- ]", " ")
+    folded = F.trim(F.regexp_replace(folded, r"\s+", " "))
+    return F.when(folded != "", folded)
+
+
+def standardize_email(column: Column) -> Column:
+    """Trim and lower-case; anything that is not shaped like an email becomes null."""
+    email = F.lower(F.trim(column))
+    return F.when(email.rlike(EMAIL_PATTERN), email)
+
+
+def standardize_text(column: Column) -> Column:
+    """Trim and collapse whitespace; empty becomes null."""
+    text = F.trim(F.regexp_replace(column, r"\s+", " "))
+    return F.when(text != "", text)
+
+
+def standardize_address(column: Column) -> Column:
+    """Lower-case, drop punctuation, collapse whitespace."""
+    address = F.regexp_replace(F.lower(column), r"[^a-z0-9 ]", " ")
+    return standardize_text(address)
+
+
+def standardize_postcode(column: Column) -> Column:
+    """Upper-case alphanumerics only: ' sw1a 1aa ' -> 'SW1A1AA'."""
+    postcode = F.regexp_replace(F.upper(column), r"[^A-Z0-9]", "")
+    return F.when(postcode != "", postcode)
+
+
+def standardize_id(column: Column) -> Column:
+    """Trim and upper-case an identifier such as a loyalty or customer id."""
+    value = F.upper(F.trim(column))
+    return F.when(value != "", value)
+
+
+def parse_date(column: Column, formats: Sequence[str]) -> Column:
+    """First format that parses wins; unparseable gives null (never an ANSI error)."""
+    text = F.trim(column.cast("string"))
+    return F.coalesce(*[F.to_date(F.try_to_timestamp(text, F.lit(f))) for f in formats])
+
+
+def parse_timestamp(column: Column, formats: Sequence[str]) -> Column:
+    """Parse a timestamp from a string, trying each format in turn; null when none parses."""
+    text = F.trim(column.cast("string"))
+    return F.coalesce(*[F.try_to_timestamp(text, F.lit(f)) for f in formats])
+
+
+def phone_to_e164_udf(default_region: str):
+    """A vectorised (pandas) UDF parsing phone numbers to E.164 with ``phonenumbers``.
+
+    Spark has no phone parser; the pandas UDF batches rows through Arrow, and invalid numbers
+    (wrong length, ``0000000000``) come back as null.
+    """
+
+    @F.pandas_udf(StringType())
+    def to_e164(phones: pd.Series) -> pd.Series:
+        import phonenumbers
+
+        def parse(raw: str | None) -> str | None:
+            if raw is None or not raw.strip():
+                return None
+            try:
+                number = phonenumbers.parse(raw, default_region)
+            except phonenumbers.NumberParseException:
+                return None
+            if not phonenumbers.is_valid_number(number):
+                return None
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+        return phones.map(parse, na_action="ignore").astype(object)
+
+    return to_e164
+
+
+def _matches_any(column: Column, patterns: Iterable[str]) -> Column:
+    condition = F.lit(False)
+    for pattern in patterns:
+        condition = condition | column.like(pattern.lower())
+    return condition
+
+
+def _standardize_value(column: Column, kind: str, *, to_e164, date_formats: Sequence[str]) -> Column:
+    if kind == "email":
+        return standardize_email(column)
+    if kind == "phone":
+        return to_e164(column.cast("string"))
+    if kind == "name":
+        return fold_name(column)
+    if kind == "date":
+        return parse_date(column, date_formats)
+    if kind == "address":
+        return standardize_address(column)
+    if kind == "postcode":
+        return standardize_postcode(column)
+    if kind == "text":
+        return standardize_text(column)
+    return standardize_id(column)
+
+
+def standardize_records(
+    raw: DataFrame, *, config: Config, date_formats: Sequence[str] | None = None
+) -> DataFrame:
+    """Standardize every mapped attribute of the ingested rows.
+
+    Input: ``source, source_id, source_priority, source_timestamp`` and one column per
+    standard attribute (raw values). Output: ``record_key`` plus the same columns standardized,
+    and ``value_issues``: the reasons values were nulled, as ``attribute:reason``.
+    """
+    exclusions: dict[str, list[str]] = {}
+    for rule in config.identifiers:
+        exclusions.setdefault(rule.attribute, []).extend(rule.exclude)
+    to_e164 = phone_to_e164_udf(config.phone_region)
+    formats = list(date_formats or DEFAULT_DATE_FORMATS)
+    kinds = config.attribute_kinds
+
+    # Step 1 standardizes each value once (the phone parser is a pandas UDF: evaluate it once).
+    standardized = raw.select(
+        SOURCE,
+        SOURCE_ID,
+        SOURCE_PRIORITY,
+        SOURCE_TIMESTAMP,
+        *[F.col(name).cast("string").alias(f"__raw_{name}") for name in kinds],
+        *[
+            _standardize_value(F.col(name), kind, to_e164=to_e164, date_formats=formats).alias(name)
+            for name, kind in kinds.items()
+        ],
+    )
+    # Step 2 applies exclusion patterns and records why values were nulled.
+    columns, issues = [], []
+    for name, kind in kinds.items():
+        raw_value, value = F.col(f"__raw_{name}"), F.col(name)
+        present = raw_value.isNotNull() & (F.trim(raw_value) != "")
+        patterns = exclusions.get(name, [])
+        excluded = _matches_any(value, patterns)
+        if kind == "phone" and patterns:
+            excluded = excluded | _matches_any(F.regexp_replace(raw_value, r"[^0-9]", ""), patterns)
+        excluded = F.coalesce(excluded, F.lit(False))
+        columns.append(F.when(~excluded, value).alias(name))
+        issues.append(
+            F.when(present & excluded, F.lit(f"{name}:excluded")).when(
+                present & value.isNull(), F.lit(f"{name}:invalid")
+            )
+        )
+    return standardized.select(
+        F.concat_ws(":", F.col(SOURCE), F.col(SOURCE_ID)).alias(RECORD_KEY),
+        SOURCE,
+        SOURCE_ID,
+        SOURCE_PRIORITY,
+        SOURCE_TIMESTAMP,
+        *columns,
+        F.filter(F.array(*issues), lambda issue: issue.isNotNull()).alias(VALUE_ISSUES),
+    )

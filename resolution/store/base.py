@@ -1,0 +1,284 @@
+"""The Delta table store interface that every Delta backend implements.
+
+The pipeline reads and writes its output tables only through :class:`DeltaStore`, so it never
+knows whether delta-spark (JVM) or delta-rs (the ``deltalake`` package) does the work. Both
+backends write the same Delta protocol tables, with the change data feed enabled.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import BooleanType, MapType, StructType
+
+logger = logging.getLogger(__name__)
+
+CHANGE_DATA_FEED_PROPERTY = "delta.enableChangeDataFeed"
+CHANGE_TYPE = "_change_type"
+COMMIT_VERSION = "_commit_version"
+COMMIT_TIMESTAMP = "_commit_timestamp"
+CHANGE_COLUMNS = (CHANGE_TYPE, COMMIT_VERSION, COMMIT_TIMESTAMP)
+SOURCE_ALIAS = "s"
+TARGET_ALIAS = "t"
+
+# Table names become folder names and SQL identifiers, so only plain identifiers are accepted.
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+T = TypeVar("T")
+
+
+class StoreError(RuntimeError):
+    """A Delta table cannot be read or written as asked (missing table, wrong columns, ...)."""
+
+
+class ConcurrentCommitError(StoreError):
+    """Another writer kept committing conflicting changes; the write was not applied."""
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where tables live: a warehouse folder (``<warehouse>/<table>``) or a catalog schema.
+
+    ``catalog`` + ``schema`` (Unity Catalog) or ``schema`` alone (Hive metastore) name tables
+    ``<catalog>.<schema>.<table>``; otherwise ``warehouse`` is a folder path or URI.
+    """
+
+    warehouse: str | None = None
+    catalog: str | None = None
+    schema: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.catalog and not self.schema:
+            raise StoreError(f"storage.catalog {self.catalog!r} needs storage.schema as well")
+        if not self.warehouse and not self.schema:
+            raise StoreError("storage needs a warehouse folder or a catalog schema")
+
+    @property
+    def is_catalog(self) -> bool:
+        """True when tables are addressed by metastore name rather than by path."""
+        return bool(self.schema)
+
+    def table_id(self, name: str) -> str:
+        """The path (warehouse) or qualified name (catalog) of table ``name``."""
+        if not _TABLE_NAME.fullmatch(name):
+            raise StoreError(f"invalid table name {name!r}: use letters, digits and underscores")
+        if self.is_catalog:
+            return ".".join(part for part in (self.catalog, self.schema, name) if part)
+        return f"{str(self.warehouse).rstrip('/')}/{name}"
+
+
+@dataclass(frozen=True)
+class MergeMetrics:
+    """Rows a MERGE inserted, updated (a non-key column changed) and deleted."""
+
+    inserted: int
+    updated: int
+    deleted: int
+
+    @property
+    def total(self) -> int:
+        """Rows changed in any way; 0 means the MERGE was a no-op."""
+        return self.inserted + self.updated + self.deleted
+
+
+class DeltaStore(ABC):
+    """Read and write the pipeline's Delta tables, one backend per Delta engine.
+
+    Every write is one Delta commit: it lands completely or not at all. A commit that conflicts
+    with a concurrent writer is retried from a fresh snapshot up to ``max_commit_attempts``
+    times, then fails with :class:`ConcurrentCommitError`.
+    """
+
+    name: str
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        location: StoreLocation,
+        *,
+        max_commit_attempts: int = 5,
+        retry_backoff_seconds: float = 0.1,
+    ) -> None:
+        self.spark = spark
+        self.location = location
+        self.max_commit_attempts = max(1, max_commit_attempts)
+        self.retry_backoff_seconds = retry_backoff_seconds
+
+    @abstractmethod
+    def exists(self, table: str) -> bool:
+        """True when ``table`` is a Delta table."""
+
+    @abstractmethod
+    def create_if_missing(self, table: str, schema: StructType) -> None:
+        """Create an empty Delta table with the change data feed on, unless it already exists."""
+
+    @abstractmethod
+    def read(self, table: str) -> DataFrame:
+        """The current snapshot, with the table's columns and types (empty if it has no rows)."""
+
+    @abstractmethod
+    def read_location(self, location: str) -> DataFrame:
+        """Read a Delta table outside this store (a source): a folder path or a catalog name."""
+
+    @abstractmethod
+    def location_version(self, location: str) -> int | None:
+        """The latest version of a Delta table outside this store (recorded per run)."""
+
+    @abstractmethod
+    def version(self, table: str) -> int | None:
+        """The latest committed version, or None when the table does not exist."""
+
+    @abstractmethod
+    def append(self, table: str, df: DataFrame) -> int:
+        """Append ``df`` (creating the table from its schema if missing); return rows appended."""
+
+    @abstractmethod
+    def overwrite(self, table: str, df: DataFrame) -> None:
+        """Replace the table's rows with ``df`` in one commit (creating the table if missing)."""
+
+    @abstractmethod
+    def merge(
+        self,
+        table: str,
+        df: DataFrame,
+        *,
+        keys: Sequence[str],
+        delete_flag: str | None = None,
+    ) -> MergeMetrics:
+        """Upsert ``df`` into ``table`` by ``keys`` and return what changed.
+
+        Unmatched source rows are inserted; a matched row is rewritten only when a non-key column
+        differs (null-safe), so re-merging the same rows changes nothing. When ``delete_flag``
+        names a boolean column of ``df``, matched rows flagged true are deleted and flagged rows
+        are never inserted; the flag is not stored. Creates the table if missing.
+        """
+
+    @abstractmethod
+    def delete_where(self, table: str, condition: str) -> int:
+        """Delete the rows matching SQL predicate ``condition``; return rows deleted."""
+
+    @abstractmethod
+    def read_changes(
+        self, table: str, *, starting_version: int, ending_version: int | None = None
+    ) -> DataFrame:
+        """Change data feed rows between two versions (inclusive).
+
+        The table's columns plus ``_change_type`` (insert, update_preimage, update_postimage,
+        delete), ``_commit_version`` and ``_commit_timestamp``. A starting version past the
+        latest one gives an empty DataFrame, so "changes since my last run" needs no special case.
+        """
+
+    # Shared helpers for the backends.
+
+    def _check_merge_columns(
+        self,
+        table: str,
+        df: DataFrame,
+        table_columns: Sequence[str],
+        keys: Sequence[str],
+        delete_flag: str | None,
+    ) -> list[str]:
+        """Fail clearly before a MERGE whose source does not fit the table; return data columns."""
+        if not keys:
+            raise StoreError(f"merge into {table} needs at least one key column")
+        if delete_flag is not None:
+            flag_field = next((f for f in df.schema.fields if f.name == delete_flag), None)
+            if flag_field is None or not isinstance(flag_field.dataType, BooleanType):
+                raise StoreError(
+                    f"merge into {table}: delete flag {delete_flag!r} must be a boolean column "
+                    f"of the source (source columns: {', '.join(df.columns)})"
+                )
+        source_columns = [c for c in df.columns if c != delete_flag]
+        self._check_columns(table, source_columns, table_columns)
+        missing_keys = [k for k in keys if k not in table_columns]
+        if missing_keys:
+            raise StoreError(f"merge into {table}: key columns not in the table: {missing_keys}")
+        return source_columns
+
+    @staticmethod
+    def _check_columns(table: str, columns: Sequence[str], table_columns: Sequence[str]) -> None:
+        """Raise StoreError naming the columns ``columns`` lacks or adds compared to the table."""
+        missing = [c for c in table_columns if c not in columns]
+        extra = [c for c in columns if c not in table_columns]
+        if missing or extra:
+            raise StoreError(
+                f"columns do not match table {table}: missing {missing or 'none'}, "
+                f"extra {extra or 'none'}"
+            )
+
+    def _retry_on_conflict(
+        self, table: str, attempt: Callable[[], T], conflicts: tuple[type[BaseException], ...]
+    ) -> T:
+        """Run ``attempt`` (which must start from a fresh snapshot) until it commits.
+
+        A conflicting commit leaves nothing behind in the Delta log, so rerunning the whole
+        operation is safe; jittered backoff keeps racing writers from colliding in lockstep.
+        """
+        for number in range(1, self.max_commit_attempts + 1):
+            try:
+                return attempt()
+            except conflicts as error:
+                if number == self.max_commit_attempts:
+                    raise ConcurrentCommitError(
+                        f"{self.name}: gave up writing table {table} after {number} attempts "
+                        f"because concurrent writers kept committing conflicting changes: {error}"
+                    ) from error
+                delay = self.retry_backoff_seconds * 2 ** (number - 1) * random.uniform(0.5, 1.5)
+                logger.warning(
+                    "%s: commit to %s conflicted (attempt %d of %d), retrying in %.2fs: %s",
+                    self.name,
+                    table,
+                    number,
+                    self.max_commit_attempts,
+                    delay,
+                    error,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # the loop either returns or raises
+
+    def _log_write(self, operation: str, table: str, metrics: object) -> None:
+        logger.info("%s %s %s: %s", self.name, operation, table, metrics)
+
+
+def changed_predicate(
+    schema: StructType,
+    keys: Sequence[str],
+    *,
+    source: str = SOURCE_ALIAS,
+    target: str = TARGET_ALIAS,
+) -> str | None:
+    """SQL that is true when any non-key column differs, null-safely; None if all are keys.
+
+    Written to parse in both Spark SQL and DataFusion (delta-rs). Maps are compared as their
+    key-sorted entries: Spark cannot compare maps at all and DataFusion compares them in
+    entry order, which would call a reordered but equal map a change.
+    """
+    terms = []
+    for field in schema.fields:
+        if field.name in keys:
+            continue
+        left, right = f"{target}.`{field.name}`", f"{source}.`{field.name}`"
+        if isinstance(field.dataType, MapType):
+            left, right = (f"array_sort(map_entries({side}))" for side in (left, right))
+        terms.append(f"NOT ({left} <=> {right})")
+    return " OR ".join(terms) or None
+
+
+def key_predicate(
+    keys: Sequence[str], *, source: str = SOURCE_ALIAS, target: str = TARGET_ALIAS
+) -> str:
+    """SQL join condition of a MERGE on ``keys`` (plain equality: null keys never match)."""
+    return " AND ".join(f"{target}.`{k}` = {source}.`{k}`" for k in keys)
+
+
+def flag_is_set(delete_flag: str, *, source: str = SOURCE_ALIAS) -> str:
+    """SQL that is true when the source row's delete flag is true (a null flag means keep)."""
+    return f"coalesce({source}.`{delete_flag}`, false)"

@@ -1,0 +1,282 @@
+"""Delta tables through delta-spark (``DeltaTable``, MERGE, change data feed): the JVM backend.
+
+The only module that imports ``delta``. It needs Delta's JVM package on the classpath
+(``io.delta:delta-spark_2.13`` via ``spark.jars.packages``; built into Databricks) and works with
+both warehouse paths and catalog (Unity Catalog / metastore) tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, DataFrameReader
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+from resolution.store.base import (
+    CHANGE_COLUMNS,
+    CHANGE_DATA_FEED_PROPERTY,
+    SOURCE_ALIAS,
+    TARGET_ALIAS,
+    DeltaStore,
+    MergeMetrics,
+    StoreError,
+    changed_predicate,
+    flag_is_set,
+    key_predicate,
+)
+
+# The Python classes are siblings, not subclasses of one base, so all are listed.
+_CONFLICTS: tuple[type[BaseException], ...] = (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
+_DUPLICATE_SOURCE_ROWS = "DELTA_MULTIPLE_SOURCE_ROW_MATCHING_TARGET_ROW_IN_MERGE"
+_CHANGE_FIELDS = [
+    StructField(CHANGE_COLUMNS[0], StringType()),
+    StructField(CHANGE_COLUMNS[1], LongType()),
+    StructField(CHANGE_COLUMNS[2], TimestampType()),
+]
+
+
+def _is_path(location: str) -> bool:
+    return "/" in location or ":" in location
+
+
+def _quoted(name: str) -> str:
+    return f"`{name}`"
+
+
+class DeltaSparkStore(DeltaStore):
+    """Delta tables by path (warehouse) or by name (catalog), written by delta-spark."""
+
+    name = "delta-spark"
+
+    def exists(self, table: str) -> bool:
+        """True when the path holds a Delta table, or the catalog has the table."""
+        table_id = self.location.table_id(table)
+        if self.location.is_catalog:
+            return self.spark.catalog.tableExists(table_id)
+        return DeltaTable.isDeltaTable(self.spark, table_id)
+
+    def create_if_missing(self, table: str, schema: StructType) -> None:
+        """Create an empty Delta table with the change data feed on, unless it already exists."""
+        if self.exists(table):
+            return
+        table_id = self.location.table_id(table)
+
+        def attempt() -> None:
+            builder = DeltaTable.createIfNotExists(self.spark)
+            builder = (
+                builder.tableName(table_id)
+                if self.location.is_catalog
+                else builder.location(table_id)
+            )
+            builder.addColumns(schema).property(CHANGE_DATA_FEED_PROPERTY, "true").execute()
+
+        self._retry_on_conflict(table, attempt, _CONFLICTS)
+        self._log_write("created", table, {"columns": schema.fieldNames()})
+
+    def read(self, table: str) -> DataFrame:
+        """The current snapshot (Delta keeps the declared nullability)."""
+        table_id = self.location.table_id(table)
+        if self.location.is_catalog:
+            return self.spark.read.table(table_id)
+        return self.spark.read.format("delta").load(table_id)
+
+    def read_location(self, location: str) -> DataFrame:
+        if _is_path(location):
+            return self.spark.read.format("delta").load(location)
+        return self.spark.read.table(location)
+
+    def location_version(self, location: str) -> int | None:
+        table = (
+            DeltaTable.forPath(self.spark, location)
+            if _is_path(location)
+            else DeltaTable.forName(self.spark, location)
+        )
+        return int(table.history(1).select("version").head()[0])
+
+    def version(self, table: str) -> int | None:
+        """The latest committed version, or None when the table does not exist."""
+        if not self.exists(table):
+            return None
+        return int(self._delta_table(table).history(1).select("version").head()[0])
+
+    def append(self, table: str, df: DataFrame) -> int:
+        """Append ``df`` in one commit, creating the table from ``df``'s schema if missing."""
+        return self._write(table, df, overwrite=False)
+
+    def overwrite(self, table: str, df: DataFrame) -> None:
+        """Replace all rows with ``df`` in one commit (the table keeps its schema and properties)."""
+        self._write(table, df, overwrite=True)
+
+    def merge(
+        self,
+        table: str,
+        df: DataFrame,
+        *,
+        keys: Sequence[str],
+        delete_flag: str | None = None,
+    ) -> MergeMetrics:
+        """Upsert by ``keys`` with the delta-spark MERGE builder; see :meth:`DeltaStore.merge`."""
+        self.create_if_missing(table, StructType([f for f in df.schema if f.name != delete_flag]))
+        table_schema = self.read(table).schema
+        columns = self._check_merge_columns(table, df, table_schema.fieldNames(), keys, delete_flag)
+        changed = changed_predicate(table_schema, keys)
+        # Explicit column maps instead of updateAll/insertAll: with schema auto-merge on (common
+        # on Databricks) those would add the delete flag column to the table.
+        assignments = {_quoted(c): f"{SOURCE_ALIAS}.{_quoted(c)}" for c in columns}
+
+        def attempt() -> MergeMetrics:
+            before = self.version(table)
+            builder = (
+                self._delta_table(table)
+                .alias(TARGET_ALIAS)
+                .merge(df.alias(SOURCE_ALIAS), key_predicate(keys))
+            )
+            # Matched clauses apply in order: a flagged row is deleted before it could update.
+            if delete_flag:
+                builder = builder.whenMatchedDelete(condition=flag_is_set(delete_flag))
+            if changed:
+                builder = builder.whenMatchedUpdate(condition=changed, set=assignments)
+            insert_when = f"NOT {flag_is_set(delete_flag)}" if delete_flag else None
+            builder = builder.whenNotMatchedInsert(condition=insert_when, values=assignments)
+            try:
+                result = builder.execute()
+            except _CONFLICTS:
+                raise
+            except Exception as error:  # py4j / captured Spark errors share no narrower base
+                if _DUPLICATE_SOURCE_ROWS in str(error):
+                    raise StoreError(f"merge into {table} failed: {error}") from error
+                raise
+            return self._merge_metrics(table, result, before)
+
+        metrics = self._retry_on_conflict(table, attempt, _CONFLICTS)
+        self._log_write("merged", table, metrics)
+        return metrics
+
+    def delete_where(self, table: str, condition: str) -> int:
+        """Delete the rows matching SQL predicate ``condition``; return rows deleted."""
+
+        def attempt() -> int:
+            before = self.version(table)
+            self._delta_table(table).delete(condition)
+            metrics = self._commit_metrics(table, before)
+            if "numDeletedRows" in metrics:
+                return int(metrics["numDeletedRows"])
+            if not metrics:  # nothing matched, so Delta skipped the commit
+                return 0
+            # Whole files dropped without a scan report no row count: compare with the old version.
+            old = self._reader().option("versionAsOf", before)
+            return self._load(old, table).count() - self.read(table).count()
+
+        deleted = self._retry_on_conflict(table, attempt, _CONFLICTS)
+        self._log_write("deleted from", table, {"rows": deleted, "condition": condition})
+        return deleted
+
+    def read_changes(
+        self, table: str, *, starting_version: int, ending_version: int | None = None
+    ) -> DataFrame:
+        """The change data feed (``readChangeFeed``) between two versions, inclusive."""
+        latest = self.version(table)
+        if latest is None:
+            raise StoreError(f"table {table} does not exist")
+        if starting_version > latest:  # Delta raises here; "no changes yet" is not an error
+            schema = StructType([*self.read(table).schema.fields, *_CHANGE_FIELDS])
+            return self.spark.createDataFrame([], schema)
+        reader = self._reader().option("readChangeFeed", "true")
+        reader = reader.option("startingVersion", starting_version)
+        if ending_version is not None:
+            reader = reader.option("endingVersion", ending_version)
+        return self._load(reader, table)
+
+    def _delta_table(self, table: str) -> DeltaTable:
+        table_id = self.location.table_id(table)
+        if self.location.is_catalog:
+            return DeltaTable.forName(self.spark, table_id)
+        return DeltaTable.forPath(self.spark, table_id)
+
+    def _reader(self) -> DataFrameReader:
+        return self.spark.read.format("delta")
+
+    def _load(self, reader: DataFrameReader, table: str) -> DataFrame:
+        table_id = self.location.table_id(table)
+        return reader.table(table_id) if self.location.is_catalog else reader.load(table_id)
+
+    def _write(self, table: str, df: DataFrame, *, overwrite: bool) -> int:
+        """Append or overwrite in one commit; return the rows written (from the commit's metrics)."""
+        self.create_if_missing(table, df.schema)
+        columns = self.read(table).schema.fieldNames()
+        self._check_columns(table, df.columns, columns)
+        ordered = df.select(*[F.col(_quoted(c)) for c in columns])
+        table_id = self.location.table_id(table)
+
+        def attempt() -> int:
+            before = self.version(table)
+            if self.location.is_catalog:
+                # insertInto keeps the table's properties (change data feed), which
+                # saveAsTable(mode="overwrite") would replace; it is positional, hence `ordered`.
+                ordered.write.insertInto(table_id, overwrite=overwrite)
+            else:
+                ordered.write.format("delta").mode("overwrite" if overwrite else "append").save(
+                    table_id
+                )
+            return int(self._commit_metrics(table, before).get("numOutputRows", 0))
+
+        rows = self._retry_on_conflict(table, attempt, _CONFLICTS)
+        self._log_write("overwrote" if overwrite else "appended", table, {"rows": rows})
+        return rows
+
+    def _commit_metrics(self, table: str, before: int | None) -> dict[str, str]:
+        """operationMetrics of the latest commit, or {} when no commit followed ``before``.
+
+        A concurrent writer committing in between would make this report its metrics; the
+        pipeline holds one writer per table, so the latest commit is ours.
+        """
+        last = self._delta_table(table).history(1).select("version", "operationMetrics").head()
+        if last is None or (before is not None and last["version"] <= before):
+            return {}
+        return dict(last["operationMetrics"] or {})
+
+    def _merge_metrics(
+        self, table: str, result: DataFrame | None, before: int | None
+    ) -> MergeMetrics:
+        """Metrics from the DataFrame MERGE returns (newer Delta), else from the commit history."""
+        try:
+            row = (
+                result.head()
+                if result is not None and "num_inserted_rows" in result.columns
+                else None
+            )
+        except AttributeError:  # older Delta: execute() returns Unit, wrapped as DataFrame(None)
+            row = None
+        if row is not None:
+            return MergeMetrics(
+                inserted=int(row["num_inserted_rows"]),
+                updated=int(row["num_updated_rows"]),
+                deleted=int(row["num_deleted_rows"]),
+            )
+        metrics = self._commit_metrics(table, before)
+        return MergeMetrics(
+            inserted=int(metrics.get("numTargetRowsInserted", 0)),
+            updated=int(metrics.get("numTargetRowsUpdated", 0)),
+            deleted=int(metrics.get("numTargetRowsDeleted", 0)),
+        )

@@ -1,0 +1,270 @@
+"""Delta tables through delta-rs (the ``deltalake`` package): the embedded default.
+
+No JVM jar is needed: DataFrames cross to delta-rs as Arrow (collected on the driver, which
+suits the local warehouse this backend serves), and Spark reads a table's current snapshot
+straight from the Parquet files the Delta log lists. Only warehouse (path) tables are
+supported; catalog tables need the delta-spark backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.types import StructType
+
+from resolution.store.base import (
+    CHANGE_COLUMNS,
+    CHANGE_DATA_FEED_PROPERTY,
+    SOURCE_ALIAS,
+    TARGET_ALIAS,
+    DeltaStore,
+    MergeMetrics,
+    StoreError,
+    StoreLocation,
+    changed_predicate,
+    flag_is_set,
+    key_predicate,
+)
+
+_TABLE_CONFIGURATION = {CHANGE_DATA_FEED_PROPERTY: "true"}
+# delta-rs returns the change columns as string_view / uint64 / naive ms timestamps: pin them
+# to the types delta-spark gives, so both backends' change feeds have one schema.
+_CHANGE_FIELDS = [
+    pa.field(CHANGE_COLUMNS[0], pa.string()),
+    pa.field(CHANGE_COLUMNS[1], pa.int64()),
+    pa.field(CHANGE_COLUMNS[2], pa.timestamp("us", tz="UTC")),
+]
+# Parquet files alone cannot express these; reading them file by file would return wrong rows.
+_UNSUPPORTED_READER_FEATURES = ("deletionVectors", "columnMapping")
+
+
+def arrow_schema_for(schema: StructType) -> pa.Schema:
+    """The Arrow schema delta-rs should store for a Spark schema (timestamps as UTC micros)."""
+    return to_arrow_schema(schema, timezone="UTC")
+
+
+def spark_schema_for(schema: pa.Schema) -> StructType:
+    """The Spark schema of a table whose Delta schema converts to Arrow ``schema``."""
+    return from_arrow_schema(schema, prefer_timestamp_ntz=True)
+
+
+class DeltaLakeStore(DeltaStore):
+    """Delta tables under a warehouse folder, written by delta-rs and read by Spark."""
+
+    name = "deltalake"
+
+    def __init__(self, spark: SparkSession, location: StoreLocation, **options: Any) -> None:
+        if location.is_catalog:
+            raise StoreError(
+                "the deltalake (delta-rs) backend writes tables by path only; catalog tables "
+                f"({location.table_id('example')}) need the delta-spark backend: put Delta's JVM "
+                "package on the classpath or set storage.warehouse instead"
+            )
+        super().__init__(spark, location, **options)
+
+    def exists(self, table: str) -> bool:
+        """True when the table's folder holds a Delta log."""
+        return DeltaTable.is_deltatable(self.location.table_id(table))
+
+    def create_if_missing(self, table: str, schema: StructType) -> None:
+        """Create an empty Delta table with the change data feed on, unless it already exists."""
+        uri = self.location.table_id(table)
+        if DeltaTable.is_deltatable(uri):
+            return
+        self._retry_on_conflict(
+            table,
+            lambda: DeltaTable.create(
+                uri, arrow_schema_for(schema), mode="ignore", configuration=_TABLE_CONFIGURATION
+            ),
+            (CommitFailedError,),
+        )
+        self._log_write("created", table, {"columns": schema.fieldNames()})
+
+    def read(self, table: str) -> DataFrame:
+        """Read the current snapshot's Parquet files with the table's Spark schema.
+
+        Spark's file reader reports every column nullable, whatever the table declares.
+        """
+        return self._read_snapshot(self._open(table), table)
+
+    def read_location(self, location: str) -> DataFrame:
+        return self._read_snapshot(self._open_location(location), location)
+
+    def location_version(self, location: str) -> int | None:
+        return self._open_location(location).version()
+
+    def _open_location(self, location: str) -> DeltaTable:
+        if "/" not in location and ":" not in location:
+            raise StoreError(
+                f"Delta source {location!r} looks like a catalog table name: the deltalake backend "
+                "reads Delta sources by path; use the delta-spark backend for catalog tables"
+            )
+        try:
+            return DeltaTable(location)
+        except DeltaError as error:
+            raise StoreError(f"Delta source {location} cannot be opened: {error}") from error
+
+    def _read_snapshot(self, dt: DeltaTable, table: str) -> DataFrame:
+        reader_features = dt.protocol().reader_features or []
+        unsupported = [f for f in _UNSUPPORTED_READER_FEATURES if f in reader_features]
+        if (
+            unsupported
+            or dt.metadata().configuration.get("delta.columnMapping.mode", "none") != "none"
+        ):
+            raise StoreError(
+                f"table {table} uses Delta features the deltalake backend cannot read through "
+                f"Spark ({unsupported or ['columnMapping']}); use the delta-spark backend"
+            )
+        schema = self._spark_schema(dt)
+        files = dt.file_uris()
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        reader = self.spark.read.schema(schema)
+        if dt.metadata().partition_columns:
+            # Partition values live in the folder names, which Spark parses below basePath.
+            reader = reader.option("basePath", dt.table_uri)
+        return reader.parquet(*files)
+
+    def version(self, table: str) -> int | None:
+        """The latest committed version, or None when the table does not exist."""
+        return self._open(table).version() if self.exists(table) else None
+
+    def append(self, table: str, df: DataFrame) -> int:
+        """Append ``df`` in one commit, creating the table from ``df``'s schema if missing."""
+        self.create_if_missing(table, df.schema)
+        data = self._to_arrow(table, df, self._arrow_schema(self._open(table)))
+        self._retry_on_conflict(
+            table,
+            lambda: write_deltalake(self._open(table), data, mode="append"),
+            (CommitFailedError,),
+        )
+        self._log_write("appended", table, {"rows": data.num_rows})
+        return data.num_rows
+
+    def overwrite(self, table: str, df: DataFrame) -> None:
+        """Replace all rows with ``df`` in one commit (the table keeps its schema and properties)."""
+        self.create_if_missing(table, df.schema)
+        data = self._to_arrow(table, df, self._arrow_schema(self._open(table)))
+        self._retry_on_conflict(
+            table,
+            lambda: write_deltalake(self._open(table), data, mode="overwrite"),
+            (CommitFailedError,),
+        )
+        self._log_write("overwrote", table, {"rows": data.num_rows})
+
+    def merge(
+        self,
+        table: str,
+        df: DataFrame,
+        *,
+        keys: Sequence[str],
+        delete_flag: str | None = None,
+    ) -> MergeMetrics:
+        """Upsert by ``keys`` with delta-rs MERGE; see :meth:`DeltaStore.merge`."""
+        self.create_if_missing(table, StructType([f for f in df.schema if f.name != delete_flag]))
+        table_schema = self._arrow_schema(self._open(table))
+        self._check_merge_columns(table, df, table_schema.names, keys, delete_flag)
+        flag_fields = [pa.field(delete_flag, pa.bool_())] if delete_flag else []
+        source = self._to_arrow(
+            table, df, pa.schema([*table_schema, *flag_fields]), check_columns=False
+        )
+        changed = changed_predicate(spark_schema_for(table_schema), keys)
+        except_cols = [delete_flag] if delete_flag else None
+
+        def attempt() -> dict[str, Any]:
+            merger = self._open(table).merge(
+                source, key_predicate(keys), source_alias=SOURCE_ALIAS, target_alias=TARGET_ALIAS
+            )
+            # Matched clauses apply in order: a flagged row is deleted before it could update.
+            if delete_flag:
+                merger = merger.when_matched_delete(flag_is_set(delete_flag))
+            if changed:
+                merger = merger.when_matched_update_all(predicate=changed, except_cols=except_cols)
+            insert_when = f"NOT {flag_is_set(delete_flag)}" if delete_flag else None
+            merger = merger.when_not_matched_insert_all(
+                predicate=insert_when, except_cols=except_cols
+            )
+            try:
+                return merger.execute()
+            except CommitFailedError:
+                raise
+            except DeltaError as error:  # e.g. two source rows matching one target row
+                raise StoreError(f"merge into {table} failed: {error}") from error
+
+        raw = self._retry_on_conflict(table, attempt, (CommitFailedError,))
+        metrics = MergeMetrics(
+            inserted=int(raw.get("num_target_rows_inserted", 0)),
+            updated=int(raw.get("num_target_rows_updated", 0)),
+            deleted=int(raw.get("num_target_rows_deleted", 0)),
+        )
+        self._log_write("merged", table, metrics)
+        return metrics
+
+    def delete_where(self, table: str, condition: str) -> int:
+        """Delete the rows matching SQL predicate ``condition``; return rows deleted."""
+
+        def attempt() -> int:
+            dt = self._open(table)
+            before = dt.count()
+            try:
+                raw = dt.delete(condition)
+            except CommitFailedError:
+                raise
+            except DeltaError as error:  # e.g. a predicate DataFusion cannot parse
+                raise StoreError(
+                    f"delete from {table} where {condition} failed: {error}"
+                ) from error
+            # delta-rs omits the count when whole files are dropped without being scanned.
+            if "num_deleted_rows" in raw:
+                return int(raw["num_deleted_rows"])
+            return before - DeltaTable(dt.table_uri).count()
+
+        deleted = self._retry_on_conflict(table, attempt, (CommitFailedError,))
+        self._log_write("deleted from", table, {"rows": deleted, "condition": condition})
+        return deleted
+
+    def read_changes(
+        self, table: str, *, starting_version: int, ending_version: int | None = None
+    ) -> DataFrame:
+        """The change data feed via delta-rs ``load_cdf``, collected through Arrow."""
+        dt = self._open(table)
+        table_schema = self._arrow_schema(dt)
+        schema = pa.schema([*table_schema, *_CHANGE_FIELDS])
+        if starting_version > dt.version():
+            changes = schema.empty_table()
+        else:
+            reader = dt.load_cdf(starting_version=starting_version, ending_version=ending_version)
+            changes = pa.table(reader).select(schema.names).cast(schema)
+        return self.spark.createDataFrame(changes, schema=spark_schema_for(schema))
+
+    def _open(self, table: str) -> DeltaTable:
+        """A fresh snapshot of ``table``; every commit attempt starts from one."""
+        try:
+            return DeltaTable(self.location.table_id(table))
+        except DeltaError as error:
+            raise StoreError(f"table {table} is not a Delta table: {error}") from error
+
+    @staticmethod
+    def _arrow_schema(dt: DeltaTable) -> pa.Schema:
+        return pa.schema(dt.schema().to_arrow())
+
+    def _spark_schema(self, dt: DeltaTable) -> StructType:
+        return spark_schema_for(self._arrow_schema(dt))
+
+    def _to_arrow(
+        self, table: str, df: DataFrame, schema: pa.Schema, *, check_columns: bool = True
+    ) -> pa.Table:
+        """Collect ``df`` as Arrow with exactly the table's column order and types."""
+        if check_columns:
+            self._check_columns(table, df.columns, schema.names)
+        try:
+            return df.select(*[F.col(f"`{name}`") for name in schema.names]).toArrow().cast(schema)
+        except (ValueError, NotImplementedError) as error:  # Arrow's cast errors subclass these
+            raise StoreError(f"rows do not fit the schema of table {table}: {error}") from error

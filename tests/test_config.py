@@ -1,0 +1,98 @@
+"""Config validation: each problem is one ConfigError naming the file and the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from resolution.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "conf" / "example.yml"
+
+
+@pytest.fixture()
+def example() -> dict:
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_example_config_loads_with_every_section():
+    config = load_config(EXAMPLE)
+    assert [source.name for source in config.sources] == ["crm", "ecommerce", "support"]
+    assert config.attribute_kinds["email"] == "email"
+    assert config.attribute_kinds["dob"] == "date"
+    assert config.attribute_kinds["loyalty_id"] == "id"
+    assert [rule.name for rule in config.identifiers] == ["email", "phone", "loyalty_id"]
+    assert config.matching.training.max_pairs == 1e6
+    assert config.survivorship.rule_for("email") == "most_recent"
+    assert config.survivorship.rule_for("first_name") == "source_priority"
+
+
+def _error(data: dict) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, file="test.yml")
+    return caught.value
+
+
+def test_unknown_top_level_key_is_named(example):
+    example["matchin"] = {}
+    error = _error(example)
+    assert error.key == "matchin"
+    assert "test.yml" in str(error) and "unknown key" in str(error)
+
+
+def test_unknown_key_inside_a_source_names_the_source(example):
+    example["sources"][1]["prioritty"] = 3
+    error = _error(example)
+    assert error.key == "sources[ecommerce].prioritty"
+
+
+def test_wrong_type_names_the_key(example):
+    example["matching"]["link_threshold"] = "high"
+    error = _error(example)
+    assert error.key == "matching.link_threshold"
+    assert "must be float" in error.problem
+
+
+def test_bad_choice_lists_the_allowed_values(example):
+    example["sources"][0]["change_tracking"] = "cdc"
+    error = _error(example)
+    assert error.key == "sources[crm].change_tracking"
+    assert "snapshot, delta_cdf, audit" in error.problem
+
+
+def test_audit_source_needs_operation_columns(example):
+    example["sources"][2]["change_tracking"] = "audit"
+    assert _error(example).key == "sources[support].change_tracking"
+
+
+def test_identifier_on_unmapped_attribute_is_rejected(example):
+    example["identifiers"].append({"name": "ssn", "attribute": "ssn"})
+    assert _error(example).key == "identifiers[3].attribute"
+
+
+def test_comparison_on_unmapped_attribute_is_rejected(example):
+    example["matching"]["comparisons"]["postcode"] = "postcode"
+    assert _error(example).key == "matching.comparisons.postcode"
+
+
+def test_thresholds_must_be_ordered(example):
+    bad = copy.deepcopy(example)
+    bad["matching"]["review_threshold"] = 0.99
+    assert _error(bad).key == "matching.review_threshold"
+
+
+def test_storage_needs_a_warehouse_or_a_schema(example):
+    example["storage"] = {"backend": "auto"}
+    assert _error(example).key == "storage"
+
+
+def test_missing_file_and_bad_yaml_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yml")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("sources: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)

@@ -1,0 +1,103 @@
+"""Standardization on real Spark: formats normalised, junk and invalid values nulled and counted."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
+
+from resolution.config import parse_config
+from resolution.standardize import standardize_records
+
+RAW_SCHEMA = StructType(
+    [
+        StructField("source", StringType()),
+        StructField("source_id", StringType()),
+        StructField("source_priority", IntegerType()),
+        StructField("source_timestamp", TimestampType()),
+        StructField("email", StringType()),
+        StructField("phone", StringType()),
+        StructField("first_name", StringType()),
+        StructField("dob", StringType()),
+        StructField("loyalty_id", StringType()),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return parse_config(
+        {
+            "phone_region": "GB",
+            "sources": [
+                {
+                    "name": "crm",
+                    "format": "csv",
+                    "path": "unused.csv",
+                    "key": "id",
+                    "columns": {
+                        "email": "e",
+                        "phone": "p",
+                        "first_name": "f",
+                        "dob": "d",
+                        "loyalty_id": "l",
+                    },
+                }
+            ],
+            "identifiers": [
+                {"attribute": "email", "exclude": ["noreply@%"]},
+                {"attribute": "phone", "exclude": ["0000000000"]},
+            ],
+            "matching": {"model": "m.json", "comparisons": {"email": "email"}},
+            "storage": {"warehouse": "/tmp/unused"},
+        },
+        file="inline.yml",
+    )
+
+
+def _standardize(spark, config, rows):
+    stamp = dt.datetime(2024, 1, 1)
+    frame = spark.createDataFrame(
+        [("crm", str(i), 1, stamp, *row) for i, row in enumerate(rows)], RAW_SCHEMA
+    )
+    return [row.asDict() for row in standardize_records(frame, config=config).orderBy("source_id").collect()]
+
+
+def test_values_are_standardized(spark, config):
+    [row] = _standardize(
+        spark, config, [(" Alice.Smith@Example.COM ", "07911 123456", "  Zoë-ÅNGSTRÖM ", "11/02/1984", " l-100 ")]
+    )
+    assert row["record_key"] == "crm:0"
+    assert row["email"] == "alice.smith@example.com"
+    assert row["phone"] == "+447911123456"
+    assert row["first_name"] == "zoe-angstrom"
+    assert row["dob"] == dt.date(1984, 2, 11)
+    assert row["loyalty_id"] == "L-100"
+    assert row["value_issues"] == []
+
+
+def test_phone_formats_agree_on_e164(spark, config):
+    rows = _standardize(
+        spark,
+        config,
+        [(None, phone, None, None, None) for phone in ("07911 123456", "+44 7911 123456", "0044-7911-123456")],
+    )
+    assert {row["phone"] for row in rows} == {"+447911123456"}
+
+
+def test_invalid_and_junk_values_become_null_with_their_reason(spark, config):
+    rows = _standardize(
+        spark,
+        config,
+        [
+            ("not-an-email", "not a phone", "O'Brien", "31/02/1984", ""),
+            ("NoReply@Shop.example", "0000000000", None, "1984-02-11", None),
+        ],
+    )
+    assert rows[0]["email"] is None and rows[0]["phone"] is None and rows[0]["dob"] is None
+    assert rows[0]["first_name"] == "obrien"
+    assert sorted(rows[0]["value_issues"]) == ["dob:invalid", "email:invalid", "phone:invalid"]
+    assert rows[1]["email"] is None and rows[1]["phone"] is None
+    assert sorted(rows[1]["value_issues"]) == ["email:excluded", "phone:excluded"]
+    assert rows[1]["dob"] == dt.date(1984, 2, 11)
