@@ -15,7 +15,11 @@ from resolution.schemas import (
     SOURCE_TIMESTAMP,
 )
 
-_EPOCH = F.coalesce(F.unix_micros(F.col(SOURCE_TIMESTAMP)), F.lit(-(2**62)))
+
+
+def _epoch() -> Column:
+    """Source timestamp in microseconds; records without one count as the oldest."""
+    return F.coalesce(F.unix_micros(F.col(SOURCE_TIMESTAMP)), F.lit(-(2**62)))
 
 
 def _ordered_pick(value: Column, *order: Column) -> Column:
@@ -32,11 +36,11 @@ def _survivor(attribute: str, rule: str) -> Column:
     key = F.col(RECORD_KEY)
     priority = F.col(SOURCE_PRIORITY)
     if rule == "most_recent":
-        return _ordered_pick(value, -_EPOCH, priority, key)
+        return _ordered_pick(value, -_epoch(), priority, key)
     if rule == "most_frequent":
         # Ties between equally frequent values go to the smallest value, deterministically.
         return F.mode(value, deterministic=True)
-    return _ordered_pick(value, priority, -_EPOCH, key)
+    return _ordered_pick(value, priority, -_epoch(), key)
 
 
 def _all_values(attribute: str) -> Column:
@@ -48,7 +52,7 @@ def _all_values(attribute: str) -> Column:
             F.struct(
                 (~F.col(IS_PRIMARY)).alias("not_primary"),
                 F.col(SOURCE_PRIORITY).alias("priority"),
-                (-_EPOCH).alias("age"),
+                (-_epoch()).alias("age"),
                 value.alias("value"),
             ),
         )

@@ -207,7 +207,6 @@ def _resolve(
         ).cache()
         links = edges.filter(F.col(S.EDGE_STATUS) == S.LINK)
         summary.edges_by_rule = _count_map(links, S.RULE)
-        summary.review_pairs = edges.filter(F.col(S.EDGE_STATUS) == S.REVIEW).count()
 
     with progress.stage("cluster"):
         clustering = get_connected_components(
@@ -259,7 +258,8 @@ def _resolve(
             S.MATCH_EDGES_SCHEMA,
             keys=[S.RECORD_KEY_L, S.RECORD_KEY_R],
         )
-        review = edges.filter(F.col(S.EDGE_STATUS) == S.REVIEW).withColumn("status", F.lit("open"))
+        review = _review_pairs(edges, membership).cache()
+        summary.review_pairs = review.count()
         _merge_changes(
             spark,
             store,
@@ -320,6 +320,21 @@ def standardize_ingested(ingested: list[IngestedSource], *, config: Config) -> D
             )
             for source in ingested
         ]
+    )
+
+
+def _review_pairs(edges: DataFrame, membership: DataFrame) -> DataFrame:
+    """Review-band pairs whose records ended in different entities: the ones a person decides.
+
+    A review pair inside one entity is already settled by stronger links.
+    """
+    entity = membership.select(S.RECORD_KEY, S.ENTITY_ID)
+    return (
+        edges.filter(F.col(S.EDGE_STATUS) == S.REVIEW)
+        .join(entity.withColumnRenamed(S.RECORD_KEY, S.RECORD_KEY_L).withColumnRenamed(S.ENTITY_ID, "__l"), S.RECORD_KEY_L)
+        .join(entity.withColumnRenamed(S.RECORD_KEY, S.RECORD_KEY_R).withColumnRenamed(S.ENTITY_ID, "__r"), S.RECORD_KEY_R)
+        .filter(F.col("__l") != F.col("__r"))
+        .withColumn("status", F.lit("open"))
     )
 
 
