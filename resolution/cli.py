@@ -22,6 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="pipeline YAML whose sources train the model")
     train.add_argument("--output", help="model JSON path (default: matching.model of the config)")
 
+    show = commands.add_parser("show", help="print an output table (to look at results quickly)")
+    show.add_argument("--config", required=True, help="pipeline YAML naming the warehouse")
+    show.add_argument("--table", default="resolved_membership", help="output table name")
+    show.add_argument("--limit", type=int, default=20, help="rows to print")
+
     generate = commands.add_parser("generate", help="write synthetic multi-source people with truth")
     generate.add_argument("--people", type=int, default=2000, help="number of distinct people")
     generate.add_argument("--seed", type=int, default=7, help="random seed (same seed, same output)")
@@ -53,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         path = train(spark, config, output_path=args.output)
         print(f"model saved to {path} (charts beside it)")
+        return 0
+
+    if args.command == "show":
+        from resolution.pipeline import show_table
+
+        show_table(spark, config, table=args.table, limit=args.limit)
         return 0
 
     from resolution.pipeline import run_pipeline

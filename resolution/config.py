@@ -6,6 +6,7 @@ Every problem is raised as one :class:`ConfigError` naming the file and the key,
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,10 +197,9 @@ class _Section:
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if float in kinds and isinstance(value, str):
-            try:  # PyYAML reads 1.0e6 (no sign in the exponent) as a string
+            # PyYAML reads 1.0e6 (no sign in the exponent) as a string
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             names = " or ".join(k.__name__ for k in kinds)
             self.fail(f"must be {names}, got {type(value).__name__} {value!r}", key)

@@ -14,34 +14,10 @@ import numpy as np
 import pandas as pd
 
 FIRST_NAMES = np.array(
-    "james mary robert patricia john jennifer michael linda david elizabeth william barbara "
-    "richard susan joseph jessica thomas sarah charles karen christopher lisa daniel nancy "
-    "matthew betty anthony margaret mark sandra donald ashley steven kimberly paul emily "
-    "andrew donna joshua michelle kenneth carol kevin amanda brian dorothy george melissa "
-    "timothy deborah ronald stephanie edward rebecca jason sharon jeffrey laura ryan cynthia "
-    "jacob kathleen gary amy nicholas angela eric shirley jonathan anna stephen brenda larry "
-    "pamela justin emma scott nicole brandon helen benjamin samantha samuel katherine gregory "
-    "christine alexander debra frank rachel patrick carolyn raymond janet jack catherine "
-    "dennis maria jerry heather tyler diane aaron ruth jose julie adam olivia nathan joyce "
-    "henry virginia zoe chloe liam noah oliver ava sophia mia amelia harper evelyn lucas "
-    "ethan mason logan isabella ella aria scarlett grace lily hannah".split()
+    ["james", "mary", "robert", "patricia", "john", "jennifer", "michael", "linda", "david", "elizabeth", "william", "barbara", "richard", "susan", "joseph", "jessica", "thomas", "sarah", "charles", "karen", "christopher", "lisa", "daniel", "nancy", "matthew", "betty", "anthony", "margaret", "mark", "sandra", "donald", "ashley", "steven", "kimberly", "paul", "emily", "andrew", "donna", "joshua", "michelle", "kenneth", "carol", "kevin", "amanda", "brian", "dorothy", "george", "melissa", "timothy", "deborah", "ronald", "stephanie", "edward", "rebecca", "jason", "sharon", "jeffrey", "laura", "ryan", "cynthia", "jacob", "kathleen", "gary", "amy", "nicholas", "angela", "eric", "shirley", "jonathan", "anna", "stephen", "brenda", "larry", "pamela", "justin", "emma", "scott", "nicole", "brandon", "helen", "benjamin", "samantha", "samuel", "katherine", "gregory", "christine", "alexander", "debra", "frank", "rachel", "patrick", "carolyn", "raymond", "janet", "jack", "catherine", "dennis", "maria", "jerry", "heather", "tyler", "diane", "aaron", "ruth", "jose", "julie", "adam", "olivia", "nathan", "joyce", "henry", "virginia", "zoe", "chloe", "liam", "noah", "oliver", "ava", "sophia", "mia", "amelia", "harper", "evelyn", "lucas", "ethan", "mason", "logan", "isabella", "ella", "aria", "scarlett", "grace", "lily", "hannah"]
 )
 LAST_NAMES = np.array(
-    "smith johnson williams brown jones garcia miller davis rodriguez martinez hernandez "
-    "lopez gonzalez wilson anderson thomas taylor moore jackson martin lee perez thompson "
-    "white harris sanchez clark ramirez lewis robinson walker young allen king wright scott "
-    "torres nguyen hill flores green adams nelson baker hall rivera campbell mitchell carter "
-    "roberts gomez phillips evans turner diaz parker cruz edwards collins reyes stewart morris "
-    "morales murphy cook rogers gutierrez ortiz morgan cooper peterson bailey reed kelly "
-    "howard ramos kim cox ward richardson watson brooks chavez wood james bennett gray "
-    "mendoza ruiz hughes price alvarez castillo sanders patel myers long ross foster jimenez "
-    "powell jenkins perry russell sullivan bell coleman butler henderson barnes gonzales "
-    "fisher vasquez simmons romero jordan patterson alexander hamilton graham reynolds "
-    "griffin wallace moreno west cole hayes bryant herrera gibson ellis tran medina aguilar "
-    "stevens murray ford castro marshall owens harrison fernandez mcdonald woods washington "
-    "kennedy wells vargas henry chen freeman webb tucker guzman burns crawford olson simpson "
-    "porter hunter gordon mendez silva shaw snyder mason dixon munoz hunt hicks holmes palmer "
-    "wagner black robertson boyd rose stone salazar fox warren mills meyer rice schmidt".split()
+    ["smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez", "martinez", "hernandez", "lopez", "gonzalez", "wilson", "anderson", "thomas", "taylor", "moore", "jackson", "martin", "lee", "perez", "thompson", "white", "harris", "sanchez", "clark", "ramirez", "lewis", "robinson", "walker", "young", "allen", "king", "wright", "scott", "torres", "nguyen", "hill", "flores", "green", "adams", "nelson", "baker", "hall", "rivera", "campbell", "mitchell", "carter", "roberts", "gomez", "phillips", "evans", "turner", "diaz", "parker", "cruz", "edwards", "collins", "reyes", "stewart", "morris", "morales", "murphy", "cook", "rogers", "gutierrez", "ortiz", "morgan", "cooper", "peterson", "bailey", "reed", "kelly", "howard", "ramos", "kim", "cox", "ward", "richardson", "watson", "brooks", "chavez", "wood", "james", "bennett", "gray", "mendoza", "ruiz", "hughes", "price", "alvarez", "castillo", "sanders", "patel", "myers", "long", "ross", "foster", "jimenez", "powell", "jenkins", "perry", "russell", "sullivan", "bell", "coleman", "butler", "henderson", "barnes", "gonzales", "fisher", "vasquez", "simmons", "romero", "jordan", "patterson", "alexander", "hamilton", "graham", "reynolds", "griffin", "wallace", "moreno", "west", "cole", "hayes", "bryant", "herrera", "gibson", "ellis", "tran", "medina", "aguilar", "stevens", "murray", "ford", "castro", "marshall", "owens", "harrison", "fernandez", "mcdonald", "woods", "washington", "kennedy", "wells", "vargas", "henry", "chen", "freeman", "webb", "tucker", "guzman", "burns", "crawford", "olson", "simpson", "porter", "hunter", "gordon", "mendez", "silva", "shaw", "snyder", "mason", "dixon", "munoz", "hunt", "hicks", "holmes", "palmer", "wagner", "black", "robertson", "boyd", "rose", "stone", "salazar", "fox", "warren", "mills", "meyer", "rice", "schmidt"]
 )
 DOMAINS = np.array(["example.com", "mail.example", "example.org", "post.example", "inbox.example"])
 SOURCE_FILES = {

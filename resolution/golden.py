@@ -16,7 +16,6 @@ from resolution.schemas import (
 )
 
 
-
 def _epoch() -> Column:
     """Source timestamp in microseconds; records without one count as the oldest."""
     return F.coalesce(F.unix_micros(F.col(SOURCE_TIMESTAMP)), F.lit(-(2**62)))

@@ -120,6 +120,17 @@ def store_for(spark: SparkSession, config: Config, backends: Backends) -> DeltaS
     return get_store(spark, backends.delta, location)
 
 
+def show_table(spark: SparkSession, config: Config, *, table: str, limit: int = 20) -> None:
+    """Print the first rows of an output table, ordered by its natural key."""
+    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    if not store.exists(table):
+        print(f"table {table} does not exist yet in {store.location.table_id(table)}")
+        return
+    frame = store.read(table)
+    order = [c for c in (S.ENTITY_ID, S.RECORD_KEY, S.RECORD_KEY_L, "started_at") if c in frame.columns]
+    frame.orderBy(*order).show(limit, truncate=60)
+
+
 def _read_or_empty(spark: SparkSession, store: DeltaStore, table: str, schema) -> DataFrame:
     if store.exists(table):
         return store.read(table)

@@ -11,6 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from resolution.scoring import register_similarity_functions, similarity_jar_path
@@ -49,27 +50,51 @@ def get_spark_session(
     """
     spark = SparkSession.getActiveSession()
     if spark is None:
-        builder = (
-            SparkSession.builder.appName(app_name)
-            .master(master or os.environ.get("IDR_SPARK_MASTER", "local[*]"))
-            .config("spark.jars", similarity_jar_path())
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.shuffle.partitions", str(shuffle_partitions or 8))
-            .config("spark.driver.memory", os.environ.get("IDR_DRIVER_MEMORY", "4g"))
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.sql.adaptive.enabled", "true")
+        spark = _build_session(
+            app_name,
+            master=master,
+            shuffle_partitions=shuffle_partitions,
+            extra_conf=extra_conf or {},
         )
-        for key, value in (extra_conf or {}).items():
-            builder = builder.config(key, value)
-        spark = builder.getOrCreate()
-        spark.sparkContext.setLogLevel("ERROR")
     register_similarity_functions(spark)
     if not has_checkpoint_dir(spark):
         spark.sparkContext.setCheckpointDir(
             checkpoint_dir or tempfile.mkdtemp(prefix="idr-checkpoints-")
         )
+    return spark
+
+
+def _build_session(
+    app_name: str, *, master: str | None, shuffle_partitions: int | None, extra_conf: dict[str, str]
+) -> SparkSession:
+    """A new session; settings given to spark-submit (master, jars, memory) are respected."""
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # Under spark-submit the JVM already runs: connect so SparkConf sees --master, --jars,
+        # --conf, and only fill in what the user left unset. (Splink's jar must then come with
+        # --jars: a running JVM cannot put it on the driver's classpath.)
+        SparkContext._ensure_initialized()
+    submitted = SparkConf()
+    defaults = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions or 8),
+        "spark.driver.memory": os.environ.get("IDR_DRIVER_MEMORY", "4g"),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.adaptive.enabled": "true",
+    }
+    builder = SparkSession.builder.appName(app_name)
+    if master or not submitted.contains("spark.master"):
+        builder = builder.master(master or os.environ.get("IDR_SPARK_MASTER", "local[*]"))
+    for key, value in defaults.items():
+        if not submitted.contains(key):
+            builder = builder.config(key, value)
+    jars = [jar for jar in submitted.get("spark.jars", "").split(",") if jar]
+    builder = builder.config("spark.jars", ",".join(dict.fromkeys([*jars, similarity_jar_path()])))
+    for key, value in extra_conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 

@@ -1,0 +1,29 @@
+# `make demo` and `make test` each create or refresh .venv on their own (when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PEOPLE ?= 3000
+
+.PHONY: demo test lint model clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## resolve the bundled sample data into ./lakehouse and show the entities
+	$(BIN)/idr run --config conf/example.yml
+	$(BIN)/idr show --config conf/example.yml --table resolved_membership --limit 40
+
+test: $(STAMP)  ## lint, then the whole test suite
+	$(BIN)/ruff check resolution jobs tests
+	$(BIN)/python -m pytest
+
+model: $(STAMP)  ## regenerate conf/models/example_model.json from generated data
+	$(BIN)/idr generate --people $(PEOPLE) --output data/generated
+	$(BIN)/idr train --config conf/generated.yml --output conf/models/example_model.json
+
+clean:
+	rm -rf lakehouse lakehouse-generated data/generated spark-warehouse
