@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -83,6 +84,9 @@ def _build_session(
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.adaptive.enabled": "true",
     }
+    # Python workers must run the interpreter that has this package and its dependencies
+    # (a venv's python), not whatever `python3` is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master or not submitted.contains("spark.master"):
         builder = builder.master(master or os.environ.get("IDR_SPARK_MASTER", "local[*]"))
