@@ -7,6 +7,7 @@ ends with a summary, and its record lands in the ``runs`` table whether it succe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -372,29 +373,9 @@ def _write_run(
     spark: SparkSession, store: DeltaStore, summary: RunSummary, *, started_at: datetime, finished: bool
 ) -> None:
     row = {
-        "run_id": summary.run_id,
-        "mode": summary.mode,
-        "status": summary.status,
+        **dataclasses.asdict(summary),
         "started_at": started_at,
         "finished_at": datetime.now(timezone.utc) if finished else None,
-        "backends": summary.backends,
-        "source_versions": summary.source_versions,
-        "records_read": summary.records_read,
-        "records_in": summary.records_in,
-        "records_new": summary.records_new,
-        "records_updated": summary.records_updated,
-        "records_deleted": summary.records_deleted,
-        "records_rejected": summary.records_rejected,
-        "value_issues": summary.value_issues,
-        "edges_by_rule": summary.edges_by_rule,
-        "review_pairs": summary.review_pairs,
-        "entities": summary.entities,
-        "entities_created": summary.entities_created,
-        "entities_merged": summary.entities_merged,
-        "entities_split": summary.entities_split,
-        "largest_entity": summary.largest_entity,
-        "stage_seconds": summary.stage_seconds,
-        "error": summary.error,
     }
     frame = spark.createDataFrame([row], S.RUNS_SCHEMA)
     if finished:

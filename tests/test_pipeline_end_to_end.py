@@ -12,6 +12,7 @@ from deltalake import DeltaTable
 from resolution import schemas as S
 from resolution.config import load_config
 from resolution.pipeline import run_pipeline
+from resolution.scoring import ModelError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,3 +170,18 @@ def test_rerun_without_source_changes_writes_only_its_runs_row(spark, sample_run
     runs = _table(warehouse, S.RUNS)
     assert set(runs.run_id) == {first.run_id, second.run_id}
     assert set(runs.status) == {"SUCCEEDED"}
+
+
+def test_a_failed_run_is_recorded_with_its_error(spark, sample_run, tmp_path):
+    config, _, _, _ = sample_run
+    broken = dataclasses.replace(
+        config,
+        storage=dataclasses.replace(config.storage, warehouse=str(tmp_path)),
+        matching=dataclasses.replace(config.matching, model=str(tmp_path / "missing.json")),
+    )
+    with pytest.raises(ModelError, match="idr train"):
+        run_pipeline(spark, broken, report=lambda line: None)
+    [run] = _table(tmp_path, S.RUNS).itertuples()
+    assert run.status == "FAILED"
+    assert "missing.json" in run.error
+    assert run.finished_at is not None
