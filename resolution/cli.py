@@ -17,6 +17,17 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="resolve the configured sources into entities")
     run.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/example.yml")
     run.add_argument("--run-id", help="run id to record (default: timestamp + random suffix)")
+    run.add_argument(
+        "--mode",
+        choices=("auto", "full", "incremental"),
+        default="auto",
+        help="auto (default): incremental once a run has succeeded, else full",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="compute everything, write only dry_run_changes, print what would change",
+    )
 
     train = commands.add_parser("train", help="estimate the Splink model and save it as JSON")
     train.add_argument("--config", required=True, help="pipeline YAML whose sources train the model")
@@ -66,13 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_table(spark, config, table=args.table, limit=args.limit)
         return 0
 
-    from resolution.pipeline import run_pipeline
+    from resolution.pipeline import PipelineBusyError, run_pipeline
 
     try:
-        summary = run_pipeline(spark, config, run_id=args.run_id)
+        summary = run_pipeline(
+            spark, config, mode=args.mode, dry_run=args.dry_run, run_id=args.run_id
+        )
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
+    except PipelineBusyError as error:
+        print(f"run refused: {error}", file=sys.stderr)
+        return 3
     except Exception as error:  # the run is recorded as FAILED in the runs table
         print(f"run failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

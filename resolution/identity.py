@@ -58,20 +58,25 @@ def _ranked(frame: DataFrame, partition: str) -> DataFrame:
     return frame.withColumn("__rank", F.row_number().over(Window.partitionBy(partition).orderBy(*anchor_order())))
 
 
-def assign_entity_ids(clustered: DataFrame, previous: DataFrame) -> tuple[DataFrame, DataFrame]:
+def assign_entity_ids(
+    clustered: DataFrame, previous: DataFrame, *, taken: DataFrame | None = None
+) -> tuple[DataFrame, DataFrame]:
     """Give each cluster an entity id, keeping ids from ``previous`` membership stable.
 
     ``clustered``: record_key, source, source_id, source_priority, source_timestamp, cluster.
     ``previous``: record_key, entity_id, is_primary of the last committed membership (empty on
     a first run). Returns (membership, lineage): membership has record_key, source, source_id,
     entity_id, is_primary; lineage has entity_id, other_entity_id, event, record_count.
+    ``taken``: ``entity_id`` of every id in use or retired anywhere (default: those in
+    ``previous``); a new entity never reuses one.
     """
     anchors = (
         _ranked(clustered, CLUSTER)
         .filter(F.col("__rank") == 1)
         .select(CLUSTER, F.col(RECORD_KEY).alias("__anchor_key"))
     )
-    return _assign_with_history(clustered, previous, anchors)
+    taken = previous.select(ENTITY_ID) if taken is None else taken.select(ENTITY_ID)
+    return _assign_with_history(clustered, previous, anchors, taken)
 
 
 def _membership(clustered: DataFrame, ids: DataFrame) -> DataFrame:
@@ -87,7 +92,7 @@ def _membership(clustered: DataFrame, ids: DataFrame) -> DataFrame:
 
 
 def _assign_with_history(
-    clustered: DataFrame, previous: DataFrame, anchors: DataFrame
+    clustered: DataFrame, previous: DataFrame, anchors: DataFrame, taken: DataFrame
 ) -> tuple[DataFrame, DataFrame]:
     prev = previous.select(
         RECORD_KEY, F.col(ENTITY_ID).alias("__prev_id"), F.col(IS_PRIMARY).alias("__prev_primary")
@@ -133,7 +138,7 @@ def _assign_with_history(
         CLUSTER, F.col("__anchor_key").alias(ENTITY_ID)
     )
     # An anchor key already used as a live or retired id cannot be reused: suffix it.
-    taken = previous.select(F.col(ENTITY_ID).alias("__taken")).distinct()
+    taken = taken.select(F.col(ENTITY_ID).alias("__taken")).distinct()
     fresh = fresh.join(taken, fresh[ENTITY_ID] == taken["__taken"], "left").select(
         CLUSTER,
         F.when(F.col("__taken").isNull(), F.col(ENTITY_ID))
@@ -149,13 +154,18 @@ def _assign_with_history(
         .join(kept.withColumnRenamed(ENTITY_ID, "__survivor"), CLUSTER)
         .select(F.col("__survivor").alias(ENTITY_ID), F.col("__prev_id").alias("other_entity_id"))
     )
-    # Old ids that lost every claim to another old id in the same cluster are retired;
-    # clusters that hold part of an old entity but did not win it are split-offs.
+    # Clusters that hold part of an old entity but did not win it are split-offs.
     split_off = (
         claims.filter(F.col("__claim_rank") > 1)
         .join(fresh, CLUSTER)
         .select(F.col("__prev_id").alias(ENTITY_ID), F.col(ENTITY_ID).alias("other_entity_id"))
         .distinct()
+    )
+    # Old ids none of whose records are still live are retired with no successor.
+    vanished = (
+        prev.select("__prev_id").filter(F.col("__prev_id").isNotNull()).distinct()
+        .join(overlap.select("__prev_id").distinct(), "__prev_id", "left_anti")
+        .select(F.col("__prev_id").alias(ENTITY_ID), F.lit(None).cast("string").alias("other_entity_id"))
     )
     lineage = (
         merged.withColumn("event", F.lit(MERGED))
@@ -166,6 +176,7 @@ def _assign_with_history(
             ).withColumn("event", F.lit(RETIRED))
         )
         .unionByName(split_off.withColumn("event", F.lit(SPLIT)))
+        .unionByName(vanished.withColumn("event", F.lit(RETIRED)))
         .join(sizes, ENTITY_ID, "left")
         .select(ENTITY_ID, "other_entity_id", "event", "record_count")
     )

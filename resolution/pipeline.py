@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from resolution import schemas as S
 from resolution.clustering import DST, SRC, get_connected_components
@@ -27,13 +30,16 @@ from resolution.golden import build_golden_profiles
 from resolution.identity import assign_entity_ids, clusters_for_records
 from resolution.matching import OVERSIZED_SUFFIX, classify_edges, mask_oversized_identifiers
 from resolution.outputs import DELETE_FLAG, changed_rows, stamp_run
+from resolution.schemas import SCORED_SCHEMA
 from resolution.scoring import load_model, score_candidates
 from resolution.session import Backends, detect_backends
-from resolution.sources import IngestedSource, ingest_sources
+from resolution.sources import IngestedSource, capture_changes
 from resolution.standardize import standardize_records
 from resolution.store import DeltaStore, MergeMetrics, StoreLocation, get_store
 
 logger = logging.getLogger(__name__)
+
+LOCK_TIMEOUT = timedelta(hours=6)
 
 
 @dataclass
@@ -80,9 +86,9 @@ class RunSummary:
                 + ", ".join(f"{issue} {count}" for issue, count in sorted(self.value_issues.items()))
             )
         out.append(
-            "  edges by rule: "
+            "  edges scored this run, by rule: "
             + (", ".join(f"{rule} {count}" for rule, count in sorted(self.edges_by_rule.items())) or "none")
-            + f"; review pairs {self.review_pairs}"
+            + f"; review pairs re-examined {self.review_pairs}"
         )
         out.append(
             f"  entities: {self.entities} (created {self.entities_created}, merged "
@@ -146,104 +152,279 @@ def _count_map(frame: DataFrame, column: str) -> dict[str, int]:
     return {row[0]: row[1] for row in frame.groupBy(column).count().collect() if row[0] is not None}
 
 
+MODES = ("auto", "full", "incremental")
+
+
+class PipelineBusyError(RuntimeError):
+    """Another run holds the pipeline; the message names it."""
+
+
 def run_pipeline(
     spark: SparkSession,
     config: Config,
     *,
+    mode: str = "auto",
+    dry_run: bool = False,
     report: Callable[[str], None] = print,
     run_id: str | None = None,
+    on_table_written: Callable[[str], None] | None = None,
 ) -> RunSummary:
-    """Resolve every live source record into entities and MERGE the results into Delta tables."""
+    """Resolve the sources into entities and MERGE what changed into the Delta tables.
+
+    ``mode``: ``full`` treats every live record as changed; ``incremental`` recomputes only
+    changed records and the entities they touch; ``auto`` is incremental once a run has
+    succeeded. ``dry_run`` computes everything, writes ``dry_run_changes`` and nothing else.
+    ``on_table_written`` is called after each table write (monitoring; failure-injection tests).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     backends = detect_backends(spark, prefer=config.storage.backend)
     report(backends.describe())
     store = store_for(spark, config, backends)
+    last = _last_successful_run(spark, store)
+    if mode == "auto":
+        mode = "incremental" if last is not None and store.exists(S.SOURCE_RECORDS) else "full"
     run_id = run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    summary = RunSummary(run_id=run_id, mode="full", backends=backends.describe())
+    summary = RunSummary(
+        run_id=run_id, mode=f"{mode}{' (dry run)' if dry_run else ''}", backends=backends.describe()
+    )
     started_at = datetime.now(timezone.utc)
-    _write_run(spark, store, summary, started_at=started_at, finished=False)
+    if not dry_run:
+        _acquire(spark, store, summary, started_at=started_at)
     try:
-        _resolve(spark, config, store, backends, summary, Progress(summary, report))
+        context = RunContext(
+            spark=spark,
+            config=config,
+            store=store,
+            backends=backends,
+            summary=summary,
+            progress=Progress(summary, report),
+            full=mode == "full",
+            versions=dict(last["source_versions"] or {}) if last is not None else {},
+            written=on_table_written or (lambda table: None),
+        )
+        _resolve(context, dry_run=dry_run)
         summary.status = "SUCCEEDED"
     except Exception as error:
         summary.status = "FAILED"
         summary.error = f"{type(error).__name__}: {error}"
-        _write_run(spark, store, summary, started_at=started_at, finished=True)
+        if not dry_run:
+            _write_run(spark, store, summary, started_at=started_at, finished=True)
         raise
-    _write_run(spark, store, summary, started_at=started_at, finished=True)
+    if not dry_run:
+        _write_run(spark, store, summary, started_at=started_at, finished=True)
     for line in summary.lines():
         report(line)
     return summary
 
 
-def _resolve(
-    spark: SparkSession,
-    config: Config,
-    store: DeltaStore,
-    backends: Backends,
-    summary: RunSummary,
-    progress: Progress,
-) -> None:
+@dataclass
+class RunContext:
+    """Everything one run's stages share."""
+
+    spark: SparkSession
+    config: Config
+    store: DeltaStore
+    backends: Backends
+    summary: RunSummary
+    progress: Progress
+    full: bool
+    versions: dict[str, str]
+    written: Callable[[str], None]
+
+    def table(self, name: str, schema: StructType) -> DataFrame:
+        """The committed rows of an output table (empty with ``schema`` before the first run)."""
+        return _read_or_empty(self.spark, self.store, name, schema)
+
+
+def _last_successful_run(spark: SparkSession, store: DeltaStore):
+    if not store.exists(S.RUNS):
+        return None
+    succeeded = store.read(S.RUNS).filter(
+        (F.col("status") == "SUCCEEDED") & ~F.col("mode").contains("dry run")
+    )
+    return succeeded.orderBy(F.col("finished_at").desc(), F.col(S.RUN_ID).desc()).first()
+
+
+def _acquire(spark: SparkSession, store: DeltaStore, summary: RunSummary, *, started_at) -> None:
+    """Register this run as RUNNING; refuse to start while another live run holds the pipeline.
+
+    A RUNNING row whose process is gone (same host, dead pid) or that started more than
+    ``LOCK_TIMEOUT`` ago is considered dead and marked ABANDONED: its work is redone by this
+    run, whose writes only apply what differs from the tables.
+    """
+    _write_run(spark, store, summary, started_at=started_at, finished=False)
+    running = store.read(S.RUNS).filter(
+        (F.col("status") == "RUNNING") & (F.col(S.RUN_ID) != summary.run_id)
+    ).collect()
+    for other in sorted(running, key=lambda row: (row["started_at"], row[S.RUN_ID])):
+        if _is_dead(other, started_at):
+            abandoned = RunSummary(run_id=other[S.RUN_ID], mode=other["mode"], backends=other["backends"])
+            abandoned.status, abandoned.error = "ABANDONED", f"found dead by run {summary.run_id}"
+            _write_run(spark, store, abandoned, started_at=other["started_at"], finished=True)
+            continue
+        if (_utc(other["started_at"]), other[S.RUN_ID]) < (started_at, summary.run_id):
+            summary.status = "REFUSED"
+            summary.error = f"run {other[S.RUN_ID]} ({other['owner']}) has held the pipeline since {other['started_at']}"
+            _write_run(spark, store, summary, started_at=started_at, finished=True)
+            raise PipelineBusyError(
+                f"another run is in progress: {other[S.RUN_ID]} started at {other['started_at']} "
+                f"by {other['owner']}; wait for it to finish (or, if it died, it is taken over "
+                f"after {LOCK_TIMEOUT})"
+            )
+
+
+def _is_dead(run, now: datetime) -> bool:
+    host, _, pid = (run["owner"] or "").partition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return now - _utc(run["started_at"]) > LOCK_TIMEOUT
+
+
+def _utc(moment: datetime) -> datetime:
+    """Spark returns session-time-zone (UTC) timestamps without tzinfo."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
+    config, summary, store, spark = ctx.config, ctx.summary, ctx.store, ctx.spark
     now = F.lit(datetime.now(timezone.utc)).cast("timestamp")
     records_schema = S.source_records_schema(config.attribute_kinds)
-    with progress.stage("ingest"):
-        ingested = ingest_sources(spark, config, store=store)
-        rejected = _union_all([source.rejected for source in ingested]).cache()
-        summary.records_rejected = rejected.count()
-        summary.source_versions = {s.name: s.version for s in ingested if s.version is not None}
+    golden_schema = S.golden_profiles_schema(config.attribute_kinds, config.survivorship.arrays)
+    stamp = {"run_id": summary.run_id, "now": now}
 
-    with progress.stage("standardize"):
-        standardized = standardize_ingested(ingested, config=config)
-        records = stamp_run(
-            standardized.withColumn(S.ROW_HASH, _row_hash(config)),
+    with ctx.progress.stage("ingest"):
+        old_records = ctx.table(S.SOURCE_RECORDS, records_schema).cache()
+        captured = capture_changes(
+            spark,
+            config,
+            store=store,
+            previous=old_records.select(S.SOURCE, S.RECORD_KEY, S.ROW_HASH),
+            versions=ctx.versions,
+            full=ctx.full,
+        )
+        rejected = _union_all([source.rejected for source in captured]).cache()
+        summary.records_rejected = rejected.count()
+        summary.source_versions = {s.name: s.version for s in captured if s.version is not None}
+        deleted = _union_all([source.deleted for source in captured]).distinct().transform(materialize)
+
+    with ctx.progress.stage("standardize"):
+        changed = stamp_run(
+            _union_all(
+                [
+                    standardize_records(
+                        source.changed, config=config, date_formats=config.source(source.name).date_formats
+                    )
+                    for source in captured
+                ]
+            ),
             schema=records_schema,
-            run_id=summary.run_id,
-            now=now,
-        ).cache()
-        summary.records_read = {name: count for name, count in sorted(_count_map(records, S.SOURCE).items())}
+            **stamp,
+        ).transform(materialize)
+        changed_keys = changed.select(S.RECORD_KEY)
+        gone_or_changed = changed_keys.unionByName(deleted)
+        if ctx.full:
+            live = changed
+        else:
+            live = old_records.join(gone_or_changed, S.RECORD_KEY, "left_anti").unionByName(changed)
+        live = live.transform(materialize)
+        summary.records_read = dict(sorted(_count_map(live, S.SOURCE).items()))
         summary.records_in = sum(summary.records_read.values())
-        issues = records.select(F.explode(S.VALUE_ISSUES).alias("issue"))
+        issues = changed.select(F.explode(S.VALUE_ISSUES).alias("issue"))
         summary.value_issues = _count_map(issues, "issue")
 
-    with progress.stage("score"):
+    with ctx.progress.stage("score"):
         model = load_model(config.matching.model, config)
-        matchable = mask_oversized_identifiers(records, rules=config.identifiers).cache()
+        matchable = mask_oversized_identifiers(live, rules=config.identifiers).transform(materialize)
         for rule in config.identifiers:
             masked = matchable.filter(F.col(f"{rule.attribute}{OVERSIZED_SUFFIX}")).count()
             if masked:
                 summary.value_issues[f"{rule.attribute}:oversized_group"] = masked
-        scored = score_candidates(spark, matchable, config=config, model=model)
-        edges = classify_edges(
+        if ctx.full:
+            rescored = matchable.select(S.RECORD_KEY)
+            scored = score_candidates(spark, matchable, config=config, model=model)
+        else:
+            # Records whose identifier group crossed max_group_size (either way) are rescored
+            # too: their rule edges appear or vanish although the records did not change.
+            crossed = _crossed_group_records(old_records, live, rules=config.identifiers)
+            rescored = changed_keys.unionByName(crossed).distinct()
+            rescored = rescored.transform(materialize)
+            to_score = matchable.join(rescored, S.RECORD_KEY, "left_semi")
+            if rescored.first() is None:  # nothing changed: no pair to score
+                scored = None
+            else:
+                scored = score_candidates(spark, matchable, config=config, model=model, changed=to_score)
+        rescored = rescored.transform(materialize)
+        if scored is None:
+            scored = spark.createDataFrame([], SCORED_SCHEMA)
+        new_edges = classify_edges(
             scored,
             link_threshold=config.matching.link_threshold,
             review_threshold=config.matching.review_threshold,
-        ).cache()
-        links = edges.filter(F.col(S.EDGE_STATUS) == S.LINK)
-        summary.edges_by_rule = _count_map(links, S.RULE)
+        ).transform(materialize)
+        touched = rescored.unionByName(deleted).distinct().transform(materialize)
+        old_edges = ctx.table(S.MATCH_EDGES, S.MATCH_EDGES_SCHEMA)
+        old_touched_edges = _edges_touching(old_edges, touched)
+        kept_edges = old_edges.join(
+            old_touched_edges.select(S.RECORD_KEY_L, S.RECORD_KEY_R), [S.RECORD_KEY_L, S.RECORD_KEY_R], "left_anti"
+        )
+        new_links = new_edges.filter(F.col(S.EDGE_STATUS) == S.LINK)
+        summary.edges_by_rule = _count_map(new_links, S.RULE)
 
-    with progress.stage("cluster"):
+    with ctx.progress.stage("cluster"):
+        old_membership = ctx.table(S.RESOLVED_MEMBERSHIP, S.RESOLVED_MEMBERSHIP_SCHEMA).cache()
+        # The affected part of the graph: entities holding a changed, deleted or newly linked
+        # record, plus the changed records. Links never cross entities, so this part is closed.
+        seeds = touched.unionByName(
+            new_links.select(F.col(S.RECORD_KEY_L).alias(S.RECORD_KEY))
+        ).unionByName(new_links.select(F.col(S.RECORD_KEY_R).alias(S.RECORD_KEY)))
+        affected_entities = old_membership.join(seeds, S.RECORD_KEY, "left_semi").select(S.ENTITY_ID).distinct()
+        affected_keys = (
+            old_membership.join(affected_entities, S.ENTITY_ID, "left_semi")
+            .select(S.RECORD_KEY)
+            .unionByName(seeds)
+            .distinct()
+        )
+        affected = live.join(affected_keys, S.RECORD_KEY, "left_semi").transform(materialize)
+        links = kept_edges.filter(F.col(S.EDGE_STATUS) == S.LINK).join(
+            affected.select(F.col(S.RECORD_KEY).alias(S.RECORD_KEY_L)), S.RECORD_KEY_L, "left_semi"
+        ).select(S.RECORD_KEY_L, S.RECORD_KEY_R).unionByName(new_links.select(S.RECORD_KEY_L, S.RECORD_KEY_R))
         clustering = get_connected_components(
-            spark, backends.clustering, max_edges=config.matching.max_embedded_graph_edges
+            spark, ctx.backends.clustering, max_edges=config.matching.max_embedded_graph_edges
         )
         components = clustering.components(
             links.select(F.col(S.RECORD_KEY_L).alias(SRC), F.col(S.RECORD_KEY_R).alias(DST))
         )
-        clustered = clusters_for_records(records, components).cache()
+        clustered = clusters_for_records(affected, components).transform(materialize)
 
-    with progress.stage("identify"):
-        previous = _read_or_empty(spark, store, S.RESOLVED_MEMBERSHIP, S.RESOLVED_MEMBERSHIP_SCHEMA)
-        membership, lineage = assign_entity_ids(
-            clustered, previous.select(S.RECORD_KEY, S.ENTITY_ID, S.IS_PRIMARY)
+    with ctx.progress.stage("identify"):
+        region = affected_keys.unionByName(deleted).distinct()
+        previous = old_membership.join(region, S.RECORD_KEY, "left_semi").transform(materialize)
+        taken = old_membership.select(S.ENTITY_ID).unionByName(
+            ctx.table(S.ENTITY_LINEAGE, S.ENTITY_LINEAGE_SCHEMA).select(S.ENTITY_ID)
         )
-        membership = membership.cache()
-        sizes = membership.groupBy(S.ENTITY_ID).count()
-        largest = sizes.agg(F.max("count")).first()[0]
-        summary.entities = sizes.count()
-        summary.largest_entity = int(largest or 0)
-        previous_ids = previous.select(S.ENTITY_ID).distinct()
-        summary.entities_created = sizes.join(previous_ids, S.ENTITY_ID, "left_anti").count()
-        lineage = lineage.cache()
+        membership, lineage = assign_entity_ids(
+            clustered, previous.select(S.RECORD_KEY, S.ENTITY_ID, S.IS_PRIMARY), taken=taken
+        )
+        membership = membership.transform(materialize)
+        lineage = lineage.transform(materialize)
+        untouched = old_membership.join(region, S.RECORD_KEY, "left_anti")
+        everyone = untouched.select(S.RECORD_KEY, S.ENTITY_ID).unionByName(membership.select(S.RECORD_KEY, S.ENTITY_ID))
+        sizes = everyone.groupBy(S.ENTITY_ID).count()
+        totals = sizes.agg(F.count(F.lit(1)).alias("entities"), F.max("count").alias("largest")).first()
+        summary.entities, summary.largest_entity = int(totals["entities"]), int(totals["largest"] or 0)
+        summary.entities_created = (
+            membership.select(S.ENTITY_ID).distinct()
+            .join(old_membership.select(S.ENTITY_ID).distinct(), S.ENTITY_ID, "left_anti")
+            .count()
+        )
         events = _count_map(lineage, "event")
-        summary.entities_merged = events.get("RETIRED", 0)
+        summary.entities_merged = events.get("MERGED", 0)
         summary.entities_split = events.get("SPLIT", 0)
         if summary.largest_entity > config.matching.max_entity_size:
             logger.warning(
@@ -252,75 +433,167 @@ def _resolve(
                 config.matching.max_entity_size,
             )
 
-    with progress.stage("golden"):
-        golden = build_golden_profiles(records, membership, config=config)
+    with ctx.progress.stage("golden"):
+        golden = build_golden_profiles(affected, membership, config=config)
+        old_ids = previous.select(S.ENTITY_ID).unionByName(membership.select(S.ENTITY_ID)).distinct()
+        old_golden = ctx.table(S.GOLDEN_PROFILES, golden_schema).join(old_ids, S.ENTITY_ID, "left_semi")
+        review = _review_pairs(
+            _edges_touching(kept_edges, affected).select(*new_edges.columns).unionByName(new_edges),
+            untouched.select(S.RECORD_KEY, S.ENTITY_ID).unionByName(membership.select(S.RECORD_KEY, S.ENTITY_ID)),
+        ).transform(materialize)
+        summary.review_pairs = review.count()
+        old_review = _edges_touching(ctx.table(S.REVIEW_QUEUE, S.REVIEW_QUEUE_SCHEMA), region)
 
-    with progress.stage("write"):
-        run = {"run_id": summary.run_id, "now": now}
+    if dry_run:
+        with ctx.progress.stage("dry-run"):
+            _write_dry_run(ctx, membership, previous, deleted, lineage, now=now)
+        return
+
+    with ctx.progress.stage("write"):
+        # Order matters for failure safety: source_records last, so a run that dies midway
+        # sees the same changes again and completes the other tables (every write applies
+        # only what differs from the table, so redoing a write is harmless).
+        base_version = store.version(S.RESOLVED_MEMBERSHIP)
+        _write_lineage(ctx, lineage, base_version=base_version, now=now)
+        ctx.written(S.ENTITY_LINEAGE)
+        _merge_changes(
+            ctx, S.MATCH_EDGES, stamp_run(new_edges, schema=S.MATCH_EDGES_SCHEMA, **stamp),
+            old_touched_edges, S.MATCH_EDGES_SCHEMA, keys=[S.RECORD_KEY_L, S.RECORD_KEY_R],
+        )
+        _merge_changes(
+            ctx, S.REVIEW_QUEUE, stamp_run(review, schema=S.REVIEW_QUEUE_SCHEMA, **stamp),
+            old_review, S.REVIEW_QUEUE_SCHEMA, keys=[S.RECORD_KEY_L, S.RECORD_KEY_R],
+        )
+        _merge_changes(
+            ctx, S.GOLDEN_PROFILES, stamp_run(golden, schema=golden_schema, **stamp),
+            old_golden, golden_schema, keys=[S.ENTITY_ID],
+        )
+        _merge_changes(
+            ctx, S.RESOLVED_MEMBERSHIP, stamp_run(membership, schema=S.RESOLVED_MEMBERSHIP_SCHEMA, **stamp),
+            previous, S.RESOLVED_MEMBERSHIP_SCHEMA, keys=[S.RECORD_KEY],
+        )
+        complete = [source.name for source in captured if source.complete]
+        old_rejected = ctx.table(S.REJECTED_RECORDS, S.REJECTED_RECORDS_SCHEMA).filter(
+            F.col(S.SOURCE).isin(complete)
+        )
+        _merge_changes(
+            ctx, S.REJECTED_RECORDS, stamp_run(rejected, schema=S.REJECTED_RECORDS_SCHEMA, **stamp),
+            old_rejected, S.REJECTED_RECORDS_SCHEMA, keys=[S.SOURCE, "raw_row"],
+        )
         metrics = _merge_changes(
-            spark, store, S.SOURCE_RECORDS, records, records_schema, keys=[S.RECORD_KEY]
+            ctx, S.SOURCE_RECORDS, changed, old_records.join(gone_or_changed, S.RECORD_KEY, "left_semi"),
+            records_schema, keys=[S.RECORD_KEY],
         )
         summary.records_new, summary.records_deleted = metrics.inserted, metrics.deleted
         summary.records_updated = metrics.updated
-        _merge_changes(
-            spark,
-            store,
-            S.MATCH_EDGES,
-            stamp_run(edges, schema=S.MATCH_EDGES_SCHEMA, **run),
-            S.MATCH_EDGES_SCHEMA,
-            keys=[S.RECORD_KEY_L, S.RECORD_KEY_R],
-        )
-        review = _review_pairs(edges, membership).cache()
-        summary.review_pairs = review.count()
-        _merge_changes(
-            spark,
-            store,
-            S.REVIEW_QUEUE,
-            stamp_run(review, schema=S.REVIEW_QUEUE_SCHEMA, **run),
-            S.REVIEW_QUEUE_SCHEMA,
-            keys=[S.RECORD_KEY_L, S.RECORD_KEY_R],
-        )
-        _merge_changes(
-            spark,
-            store,
-            S.RESOLVED_MEMBERSHIP,
-            stamp_run(membership, schema=S.RESOLVED_MEMBERSHIP_SCHEMA, **run),
-            S.RESOLVED_MEMBERSHIP_SCHEMA,
-            keys=[S.RECORD_KEY],
-        )
-        golden_schema = S.golden_profiles_schema(config.attribute_kinds, config.survivorship.arrays)
-        _merge_changes(
-            spark,
-            store,
-            S.GOLDEN_PROFILES,
-            stamp_run(golden, schema=golden_schema, **run),
-            golden_schema,
-            keys=[S.ENTITY_ID],
-        )
-        _merge_changes(
-            spark,
-            store,
-            S.REJECTED_RECORDS,
-            stamp_run(rejected, schema=S.REJECTED_RECORDS_SCHEMA, **run),
-            S.REJECTED_RECORDS_SCHEMA,
-            keys=[S.SOURCE, "raw_row"],
-        )
-        if lineage.first() is not None:
-            store.append(
-                S.ENTITY_LINEAGE,
-                lineage.select(
-                    F.lit(summary.run_id).alias(S.RUN_ID),
-                    S.ENTITY_ID,
-                    "other_entity_id",
-                    "event",
-                    F.col("record_count").cast("long"),
-                    now.alias("occurred_at"),
-                ),
-            )
-        else:
-            store.create_if_missing(S.ENTITY_LINEAGE, S.ENTITY_LINEAGE_SCHEMA)
-    for frame in (rejected, records, matchable, edges, clustered, membership, lineage):
+    for frame in (old_records, rejected, deleted, changed, live, matchable, rescored, new_edges, touched,
+                  old_membership, affected, clustered, previous, membership, lineage, review):
         frame.unpersist()
+
+
+def materialize(frame: DataFrame) -> DataFrame:
+    """Compute ``frame`` now and cut its lineage.
+
+    Later steps then plan against a short lineage: without this the plans of a run nest the
+    whole chain (standardization, Splink's SQL, clustering) and planning alone can exhaust the
+    driver's heap.
+    """
+    return frame.localCheckpoint(eager=True)
+
+
+def _edges_touching(edges: DataFrame, keys: DataFrame) -> DataFrame:
+    """Edges with at least one endpoint among ``keys`` (a frame with ``record_key``)."""
+    left_keys = keys.select(F.col(S.RECORD_KEY).alias(S.RECORD_KEY_L))
+    right_keys = keys.select(F.col(S.RECORD_KEY).alias(S.RECORD_KEY_R))
+    by_left = edges.join(left_keys, S.RECORD_KEY_L, "left_semi")
+    # edges matched by their right endpoint only, so no edge appears twice
+    by_right_only = edges.join(right_keys, S.RECORD_KEY_R, "left_semi").join(
+        left_keys, S.RECORD_KEY_L, "left_anti"
+    )
+    return by_left.unionByName(by_right_only)
+
+
+def _crossed_group_records(before: DataFrame, after: DataFrame, *, rules) -> DataFrame:
+    """Live records holding an identifier value whose group crossed ``max_group_size``."""
+    crossed = []
+    for rule in rules:
+        value = F.col(rule.attribute)
+        size_before = before.filter(value.isNotNull()).groupBy(rule.attribute).agg(F.count(F.lit(1)).alias("__before"))
+        size_after = after.filter(value.isNotNull()).groupBy(rule.attribute).agg(F.count(F.lit(1)).alias("__after"))
+        flipped = size_before.join(size_after, rule.attribute, "full").filter(
+            (F.coalesce(F.col("__before"), F.lit(0)) > rule.max_group_size)
+            != (F.coalesce(F.col("__after"), F.lit(0)) > rule.max_group_size)
+        )
+        crossed.append(after.join(flipped.select(rule.attribute), rule.attribute, "left_semi").select(S.RECORD_KEY))
+    if not crossed:
+        return after.select(S.RECORD_KEY).limit(0)
+    return _union_all(crossed)
+
+
+def _write_lineage(ctx: RunContext, lineage: DataFrame, *, base_version: int | None, now) -> None:
+    """Append id events once: keyed by the membership version they were computed against.
+
+    A run that failed after writing lineage recomputes the same events against the same
+    membership version, so the MERGE adds nothing twice.
+    """
+    events = lineage.select(
+        F.sha2(
+            F.concat_ws("|", S.ENTITY_ID, F.coalesce("other_entity_id", F.lit("")), "event",
+                        F.lit(str(base_version))),
+            256,
+        ).alias("event_key"),
+        F.lit(ctx.summary.run_id).alias(S.RUN_ID),
+        S.ENTITY_ID,
+        "other_entity_id",
+        "event",
+        F.col("record_count").cast("long"),
+        now.alias("occurred_at"),
+    )
+    ctx.store.create_if_missing(S.ENTITY_LINEAGE, S.ENTITY_LINEAGE_SCHEMA)
+    if events.first() is not None:
+        current = ctx.store.read(S.ENTITY_LINEAGE).select("event_key")
+        fresh = events.join(current, "event_key", "left_anti")
+        if fresh.first() is not None:
+            ctx.store.append(S.ENTITY_LINEAGE, fresh)
+
+
+def _write_dry_run(ctx: RunContext, membership, previous, deleted, lineage, *, now) -> None:
+    """What a real run would change, per record: NEW, MOVED, MERGED, SPLIT or DELETED."""
+    old = previous.select(S.RECORD_KEY, F.col(S.ENTITY_ID).alias("current_entity_id"))
+    new = membership.select(S.RECORD_KEY, F.col(S.ENTITY_ID).alias("proposed_entity_id"))
+    retired = lineage.filter(F.col("event") == "RETIRED").select(F.col(S.ENTITY_ID).alias("current_entity_id"))
+    split_off = lineage.filter(F.col("event") == "SPLIT").select(F.col("other_entity_id").alias("proposed_entity_id"))
+    compared = (
+        old.join(new, S.RECORD_KEY, "full")
+        .join(retired.withColumn("__retired", F.lit(True)), "current_entity_id", "left")
+        .join(split_off.withColumn("__split", F.lit(True)), "proposed_entity_id", "left")
+    )
+    change = (
+        F.when(F.col("proposed_entity_id").isNull(), F.lit("DELETED"))
+        .when(F.col("current_entity_id").isNull(), F.lit("NEW"))
+        .when(F.col("current_entity_id") == F.col("proposed_entity_id"), F.lit(None))
+        .when(F.col("__retired"), F.lit("MERGED"))
+        .when(F.col("__split"), F.lit("SPLIT"))
+        .otherwise(F.lit("MOVED"))
+    )
+    changes = compared.withColumn("change_type", change).filter(F.col("change_type").isNotNull()).select(
+        S.RECORD_KEY,
+        "current_entity_id",
+        "proposed_entity_id",
+        "change_type",
+        F.lit(ctx.summary.run_id).alias(S.RUN_ID),
+        now.alias("computed_at"),
+    ).cache()
+    ctx.store.overwrite(S.DRY_RUN_CHANGES, changes.select(*S.DRY_RUN_CHANGES_SCHEMA.fieldNames()))
+    counts = _count_map(changes, "change_type")
+    ctx.progress.report(
+        "dry run: would change "
+        + (", ".join(f"{kind} {count}" for kind, count in sorted(counts.items())) or "nothing")
+        + f"; entities {ctx.summary.entities} (new {ctx.summary.entities_created}, merges "
+        f"{ctx.summary.entities_merged}, splits {ctx.summary.entities_split}); largest "
+        f"{ctx.summary.largest_entity} records. Details: table {S.DRY_RUN_CHANGES}"
+    )
+    changes.unpersist()
 
 
 def standardize_ingested(ingested: list[IngestedSource], *, config: Config) -> DataFrame:
@@ -350,23 +623,24 @@ def _review_pairs(edges: DataFrame, membership: DataFrame) -> DataFrame:
     )
 
 
-def _row_hash(config: Config):
-    """Hash of a record's source-derived content: what snapshot change capture compares."""
-    columns = [S.SOURCE_PRIORITY, S.SOURCE_TIMESTAMP, *config.attributes]
-    return F.sha2(F.to_json(F.struct(*[F.col(c) for c in columns])), 256)
+def _merge_changes(
+    ctx: RunContext, table: str, rows: DataFrame, current: DataFrame, schema: StructType, *, keys
+) -> MergeMetrics:
+    """MERGE the rows that differ from ``current`` (the table's rows in this run's region).
 
-
-def _merge_changes(spark, store: DeltaStore, table: str, rows: DataFrame, schema, *, keys):
-    """MERGE only the rows that differ from what ``table`` holds (and delete the vanished)."""
-    current = _read_or_empty(spark, store, table, schema)
-    changes = changed_rows(rows, current, keys=keys).cache()
+    Rows of ``current`` missing from ``rows`` are deleted; identical rows are not rewritten.
+    """
+    changes = changed_rows(rows, current.select(*schema.fieldNames()), keys=keys).cache()
     try:
-        store.create_if_missing(table, schema)
+        ctx.store.create_if_missing(table, schema)
         if changes.first() is None:
-            return MergeMetrics(inserted=0, updated=0, deleted=0)
-        return store.merge(table, changes, keys=keys, delete_flag=DELETE_FLAG)
+            metrics = MergeMetrics(inserted=0, updated=0, deleted=0)
+        else:
+            metrics = ctx.store.merge(table, changes, keys=keys, delete_flag=DELETE_FLAG)
     finally:
         changes.unpersist()
+    ctx.written(table)
+    return metrics
 
 
 def _write_run(
@@ -374,6 +648,7 @@ def _write_run(
 ) -> None:
     row = {
         **dataclasses.asdict(summary),
+        "owner": f"{socket.gethostname()}:{os.getpid()}",
         "started_at": started_at,
         "finished_at": datetime.now(timezone.utc) if finished else None,
     }

@@ -84,6 +84,17 @@ def source_records_schema(attribute_kinds: dict[str, str]) -> StructType:
     )
 
 
+SCORED_SCHEMA = StructType(
+    _fields(
+        (RECORD_KEY_L, StringType(), False),
+        (RECORD_KEY_R, StringType(), False),
+        (RULE, StringType(), False),
+        (MATCH_PROBABILITY, DoubleType(), True),
+        (MATCH_WEIGHT, DoubleType(), True),
+        (COMPARISON_LEVELS, MapType(StringType(), StringType()), True),
+    )
+)
+
 MATCH_EDGES_SCHEMA = StructType(
     _fields(
         (RECORD_KEY_L, StringType(), False),
@@ -125,6 +136,7 @@ REVIEW_QUEUE_SCHEMA = StructType(
 
 ENTITY_LINEAGE_SCHEMA = StructType(
     _fields(
+        ("event_key", StringType(), False),
         (RUN_ID, StringType(), False),
         (ENTITY_ID, StringType(), False),
         ("other_entity_id", StringType(), True),
@@ -152,6 +164,7 @@ RUNS_SCHEMA = StructType(
         ("status", StringType(), False),
         ("started_at", TimestampType(), False),
         ("finished_at", TimestampType(), True),
+        ("owner", StringType(), True),
         ("backends", StringType(), True),
         ("source_versions", MapType(StringType(), StringType()), True),
         ("records_read", MapType(StringType(), LongType()), True),
@@ -170,6 +183,18 @@ RUNS_SCHEMA = StructType(
         ("largest_entity", LongType(), True),
         ("stage_seconds", MapType(StringType(), DoubleType()), True),
         ("error", StringType(), True),
+    )
+)
+
+
+DRY_RUN_CHANGES_SCHEMA = StructType(
+    _fields(
+        (RECORD_KEY, StringType(), False),
+        ("current_entity_id", StringType(), True),
+        ("proposed_entity_id", StringType(), True),
+        ("change_type", StringType(), False),
+        (RUN_ID, StringType(), False),
+        ("computed_at", TimestampType(), False),
     )
 )
 

@@ -10,11 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from resolution.config import Config, ConfigError, SourceConfig
-from resolution.schemas import SOURCE, SOURCE_ID, SOURCE_PRIORITY, SOURCE_TIMESTAMP
+from resolution.schemas import (
+    RECORD_KEY,
+    ROW_HASH,
+    SOURCE,
+    SOURCE_ID,
+    SOURCE_PRIORITY,
+    SOURCE_TIMESTAMP,
+)
 from resolution.standardize import parse_timestamp
 
 if TYPE_CHECKING:
@@ -34,6 +41,23 @@ class IngestedSource:
     records: DataFrame
     rejected: DataFrame
     version: str | None
+
+
+@dataclass(frozen=True)
+class SourceChanges:
+    """What changed in one source since the last committed run.
+
+    ``changed``: new or updated records (raw attribute values, with ``row_hash``);
+    ``deleted``: ``record_key`` of records that are gone; ``rejected``: rows not ingested;
+    ``complete``: True when the whole source was read, so ``rejected`` is its full set.
+    """
+
+    name: str
+    changed: DataFrame
+    deleted: DataFrame
+    rejected: DataFrame
+    version: str | None
+    complete: bool
 
 
 def read_source(spark: SparkSession, source: SourceConfig, *, store: DeltaStore) -> DataFrame:
@@ -157,6 +181,10 @@ def validate_rows(raw: DataFrame, source: SourceConfig, *, attributes: list[str]
         F.lit(source.priority).cast("int").alias(SOURCE_PRIORITY),
         SOURCE_TIMESTAMP,
         *attributes,
+        # what change capture compares: the mapped raw values, before standardization
+        F.sha2(
+            F.to_json(F.struct(F.lit(source.priority), SOURCE_TIMESTAMP, *attributes)), 256
+        ).alias(ROW_HASH),
     )
     return IngestedSource(
         name=source.name,
@@ -195,6 +223,106 @@ def _latest_audit_state(events: DataFrame) -> DataFrame:
     )
     latest = events.withColumn("__event_rank", F.row_number().over(order))
     return latest.filter((F.col("__event_rank") == 1) & (F.col("__operation") != "DELETE"))
+
+
+def _record_key(source_id: Column, source: SourceConfig) -> Column:
+    return F.concat_ws(":", F.lit(source.name), source_id)
+
+
+def diff_snapshot(
+    current: IngestedSource, previous: DataFrame, source: SourceConfig
+) -> tuple[DataFrame, DataFrame]:
+    """Compare a source's full current state with its last ingested state (row hash per key).
+
+    ``previous`` has ``record_key, row_hash`` of this source's committed records. Returns
+    (changed records, deleted record keys).
+    """
+    keyed = current.records.withColumn(RECORD_KEY, _record_key(F.col(SOURCE_ID), source))
+    before = previous.select(RECORD_KEY, F.col(ROW_HASH).alias("__previous_hash"))
+    changed = (
+        keyed.join(before, RECORD_KEY, "left")
+        .filter(F.col("__previous_hash").isNull() | (F.col("__previous_hash") != F.col(ROW_HASH)))
+        .drop(RECORD_KEY, "__previous_hash")
+    )
+    deleted = before.join(keyed.select(RECORD_KEY), RECORD_KEY, "left_anti").select(RECORD_KEY)
+    return changed, deleted
+
+
+def read_change_feed(
+    store: DeltaStore, source: SourceConfig, *, after_version: int, attributes: list[str]
+) -> tuple[IngestedSource, DataFrame]:
+    """Changes of a Delta source since ``after_version``: the latest change per key wins.
+
+    Returns (upserted rows validated like a snapshot, deleted record keys).
+    """
+    feed = store.read_location_changes(source.location, starting_version=after_version + 1)
+    feed = feed.filter(F.col("_change_type") != "update_preimage")
+    key = F.trim(F.col(source.key).cast("string"))
+    latest = feed.withColumn(
+        "__rank",
+        F.row_number().over(
+            Window.partitionBy(key).orderBy(
+                F.col("_commit_version").desc(), (F.col("_change_type") == "delete").asc()
+            )
+        ),
+    ).filter(F.col("__rank") == 1)
+    source_columns = [c for c in feed.columns if not c.startswith("_change") and not c.startswith("_commit")]
+    upserts = validate_rows(
+        latest.filter(F.col("_change_type") != "delete").select(*[F.col(f"`{c}`") for c in source_columns]),
+        source,
+        attributes=attributes,
+    )
+    deleted = latest.filter((F.col("_change_type") == "delete") & key.isNotNull()).select(
+        _record_key(key, source).alias(RECORD_KEY)
+    )
+    return upserts, deleted
+
+
+def capture_changes(
+    spark: SparkSession,
+    config: Config,
+    *,
+    store: DeltaStore,
+    previous: DataFrame,
+    versions: dict[str, str],
+    full: bool,
+) -> list[SourceChanges]:
+    """Per source, what changed since the last committed run.
+
+    ``previous``: ``source, record_key, row_hash`` of the committed ``source_records``;
+    ``versions``: the Delta versions read by that run. A ``delta_cdf`` source with a recorded
+    version reads only its change feed; every other source is read whole and compared with
+    ``previous`` (``snapshot``; ``audit`` first reduces events to the latest state per key).
+    With ``full``, change feeds are not used and every current record counts as changed.
+    """
+    captured = []
+    for source in config.sources:
+        own_previous = previous.filter(F.col(SOURCE) == source.name)
+        version = source_version(source, store=store)
+        last = versions.get(source.name)
+        if source.change_tracking == "delta_cdf" and not full and last is not None:
+            upserts, deleted = read_change_feed(
+                store, source, after_version=int(last), attributes=config.attributes
+            )
+            captured.append(
+                SourceChanges(source.name, upserts.records, deleted, upserts.rejected, version, False)
+            )
+            continue
+        raw = read_source(spark, source, store=store)
+        check_source_columns(raw, source, config_file=config.path)
+        current = validate_rows(raw, source, attributes=config.attributes)
+        changed, deleted = diff_snapshot(current, own_previous, source)
+        captured.append(
+            SourceChanges(
+                source.name,
+                current.records if full else changed,
+                deleted,
+                current.rejected,
+                version,
+                True,
+            )
+        )
+    return captured
 
 
 def ingest_sources(

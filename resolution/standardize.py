@@ -20,6 +20,7 @@ from pyspark.sql.types import StringType
 from resolution.config import DEFAULT_DATE_FORMATS, Config
 from resolution.schemas import (
     RECORD_KEY,
+    ROW_HASH,
     SOURCE,
     SOURCE_ID,
     SOURCE_PRIORITY,
@@ -155,9 +156,9 @@ def standardize_records(
 ) -> DataFrame:
     """Standardize every mapped attribute of the ingested rows.
 
-    Input: ``source, source_id, source_priority, source_timestamp`` and one column per
-    standard attribute (raw values). Output: ``record_key`` plus the same columns standardized,
-    and ``value_issues``: the reasons values were nulled, as ``attribute:reason``.
+    Input: ``source, source_id, source_priority, source_timestamp``, one column per standard
+    attribute (raw values) and ``row_hash``. Output: ``record_key`` plus the same columns
+    standardized, and ``value_issues``: the reasons values were nulled, as ``attribute:reason``.
     """
     exclusions: dict[str, list[str]] = {}
     for rule in config.identifiers:
@@ -172,6 +173,7 @@ def standardize_records(
         SOURCE_ID,
         SOURCE_PRIORITY,
         SOURCE_TIMESTAMP,
+        ROW_HASH,
         *[F.col(name).cast("string").alias(f"__raw_{name}") for name in kinds],
         *[
             _standardize_value(F.col(name), kind, to_e164=to_e164, date_formats=formats).alias(name)
@@ -202,4 +204,5 @@ def standardize_records(
         SOURCE_TIMESTAMP,
         *columns,
         F.filter(F.array(*issues), lambda issue: issue.isNotNull()).alias(VALUE_ISSUES),
+        ROW_HASH,
     )

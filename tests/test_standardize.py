@@ -21,6 +21,7 @@ RAW_SCHEMA = StructType(
         StructField("first_name", StringType()),
         StructField("dob", StringType()),
         StructField("loyalty_id", StringType()),
+        StructField("row_hash", StringType()),
     ]
 )
 
@@ -59,7 +60,7 @@ def config():
 def _standardize(spark, config, rows):
     stamp = dt.datetime(2024, 1, 1)
     frame = spark.createDataFrame(
-        [("crm", str(i), 1, stamp, *row) for i, row in enumerate(rows)], RAW_SCHEMA
+        [("crm", str(i), 1, stamp, *row, "hash") for i, row in enumerate(rows)], RAW_SCHEMA
     )
     return [row.asDict() for row in standardize_records(frame, config=config).orderBy("source_id").collect()]
 

@@ -129,6 +129,10 @@ class DeltaStore(ABC):
         """Read a Delta table outside this store (a source): a folder path or a catalog name."""
 
     @abstractmethod
+    def read_location_changes(self, location: str, *, starting_version: int) -> DataFrame:
+        """The change data feed of a Delta source from ``starting_version`` (empty past the end)."""
+
+    @abstractmethod
     def location_version(self, location: str) -> int | None:
         """The latest version of a Delta table outside this store (recorded per run)."""
 

@@ -208,6 +208,15 @@ class DeltaSparkStore(DeltaStore):
             reader = reader.option("endingVersion", ending_version)
         return self._load(reader, table)
 
+    def read_location_changes(self, location: str, *, starting_version: int) -> DataFrame:
+        latest = self.location_version(location)
+        if latest is not None and starting_version > latest:
+            schema = StructType([*self.read_location(location).schema.fields, *_CHANGE_FIELDS])
+            return self.spark.createDataFrame([], schema)
+        reader = self._reader().option("readChangeFeed", "true")
+        reader = reader.option("startingVersion", starting_version)
+        return reader.load(location) if _is_path(location) else reader.table(location)
+
     def _delta_table(self, table: str) -> DeltaTable:
         table_id = self.location.table_id(table)
         if self.location.is_catalog:

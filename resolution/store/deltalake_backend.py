@@ -234,7 +234,14 @@ class DeltaLakeStore(DeltaStore):
         self, table: str, *, starting_version: int, ending_version: int | None = None
     ) -> DataFrame:
         """The change data feed via delta-rs ``load_cdf``, collected through Arrow."""
-        dt = self._open(table)
+        return self._changes(self._open(table), starting_version, ending_version)
+
+    def read_location_changes(self, location: str, *, starting_version: int) -> DataFrame:
+        return self._changes(self._open_location(location), starting_version, None)
+
+    def _changes(
+        self, dt: DeltaTable, starting_version: int, ending_version: int | None
+    ) -> DataFrame:
         table_schema = self._arrow_schema(dt)
         schema = pa.schema([*table_schema, *_CHANGE_FIELDS])
         if starting_version > dt.version():

@@ -1,0 +1,129 @@
+"""A small world of sources on disk that tests change batch by batch, and run pipelines over.
+
+Two sources: ``crm`` (a CSV snapshot) and ``kyc`` (an audit CSV of INSERT/UPDATE/DELETE events).
+Identifiers are drawn from small pools, so updates move records between groups and deletes
+remove the records that bridge them.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resolution import schemas as S
+from resolution.config import Config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+# dissimilar strings, so the model's fuzzy email levels do not link different addresses
+EMAILS = [
+    "ann.lee@alpha.example",
+    "bo.ray@beta.example",
+    "cat.kim@gamma.example",
+    "dan.fox@delta.example",
+    "eve.moss@epsilon.example",
+    "finn.ode@zeta.example",
+]
+PHONES = [f"+4479111234{i:02d}" for i in range(6)]
+NAMES = [("ann", "lee"), ("bob", "ray"), ("cat", "kim"), ("dan", "fox")]
+CRM_COLUMNS = ["id", "first", "last", "email", "phone", "created", "dob"]
+KYC_COLUMNS = [*CRM_COLUMNS, "op", "op_time"]
+
+
+@dataclass
+class World:
+    """The sources' current content; ``write`` puts it on disk for the next run."""
+
+    folder: Path
+    crm: dict[str, list[str]] = field(default_factory=dict)
+    kyc_events: list[list[str]] = field(default_factory=list)
+    clock: int = 0
+
+    def record(self, key: str, name: int, email: int | None, phone: int | None) -> list[str]:
+        first, last = NAMES[name % len(NAMES)]
+        return [
+            key,
+            first,
+            last,
+            EMAILS[email] if email is not None else "",
+            PHONES[phone] if phone is not None else "",
+            f"2024-01-{int(key.lstrip('ck')) % 28 + 1:02d}",
+            "",
+        ]
+
+    def upsert_crm(self, key: str, name: int, email: int | None, phone: int | None) -> None:
+        self.crm[key] = self.record(key, name, email, phone)
+
+    def delete_crm(self, key: str) -> None:
+        self.crm.pop(key, None)
+
+    def kyc_event(self, op: str, key: str, name: int, email, phone, *, minutes_ago: int = 0) -> None:
+        """Append an audit event; ``minutes_ago`` > 0 makes it arrive late (out of order)."""
+        self.clock += 10
+        stamp = self.clock - minutes_ago
+        self.kyc_events.append(
+            [*self.record(key, name, email, phone), op, f"2024-06-01 {stamp // 60:02d}:{stamp % 60:02d}:00"]
+        )
+
+    def write(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name, columns, rows in (
+            ("crm.csv", CRM_COLUMNS, list(self.crm.values())),
+            ("kyc.csv", KYC_COLUMNS, self.kyc_events),
+        ):
+            with open(self.folder / name, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(columns)
+                writer.writerows(rows)
+
+
+def world_config(folder: Path, warehouse: Path) -> Config:
+    """Two sources, email/phone identifier rules, the example model."""
+    columns = {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone",
+               "dob": "dob"}
+    return parse_config(
+        {
+            "phone_region": "GB",
+            "storage": {"warehouse": str(warehouse)},
+            "sources": [
+                {"name": "crm", "format": "csv", "path": str(folder / "crm.csv"), "key": "id",
+                 "timestamp": "created", "priority": 1, "columns": columns},
+                {"name": "kyc", "format": "csv", "path": str(folder / "kyc.csv"), "key": "id",
+                 "timestamp": "created", "priority": 2, "columns": columns,
+                 "change_tracking": "audit", "operation_column": "op", "operation_time_column": "op_time"},
+            ],
+            "identifiers": [
+                {"name": "email", "attribute": "email", "max_group_size": 4},
+                {"name": "phone", "attribute": "phone", "max_group_size": 4},
+            ],
+            "matching": {
+                "model": str(REPO / "conf" / "models" / "example_model.json"),
+                "comparisons": {"first_name": "name", "last_name": "name", "email": "email",
+                                "phone": "phone", "dob": "date"},
+                "blocking_rules": [["last_name"]],
+            },
+        },
+        file="world.yml",
+    )
+
+
+def partition(spark, config: Config) -> dict[str, frozenset[str]]:
+    """entity_id -> its record keys, read from the committed membership table."""
+    from resolution.pipeline import store_for
+    from resolution.session import detect_backends
+
+    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    groups: dict[str, set[str]] = {}
+    for row in store.read(S.RESOLVED_MEMBERSHIP).collect():
+        groups.setdefault(row[S.ENTITY_ID], set()).add(row[S.RECORD_KEY])
+    return {entity: frozenset(keys) for entity, keys in groups.items()}
+
+
+def primaries(spark, config: Config) -> dict[str, str]:
+    """entity_id -> primary record key."""
+    from resolution.pipeline import store_for
+    from resolution.session import detect_backends
+
+    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    rows = store.read(S.RESOLVED_MEMBERSHIP).filter("is_primary").collect()
+    return {row[S.ENTITY_ID]: row[S.RECORD_KEY] for row in rows}

@@ -1,0 +1,196 @@
+"""Incremental runs: change capture, local re-clustering, stable ids, equal to a full run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from resolution import schemas as S
+from resolution.pipeline import PipelineBusyError, run_pipeline, store_for
+from resolution.session import detect_backends
+from tests.incremental_harness import World, partition, primaries, world_config
+
+QUIET = {"report": lambda line: None}
+
+
+def _full_partition(spark, world: World, tmp_path, label: str):
+    """The partition one full run gives over the world's current state (fresh warehouse)."""
+    config = world_config(world.folder, tmp_path / f"full-{label}")
+    run_pipeline(spark, config, mode="full", **QUIET)
+    return set(partition(spark, config).values())
+
+
+def _lineage(spark, config):
+    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    if not store.exists(S.ENTITY_LINEAGE):
+        return []
+    return sorted(
+        (row.entity_id, row.other_entity_id, row.event) for row in store.read(S.ENTITY_LINEAGE).collect()
+    )
+
+
+def test_incremental_runs_follow_updates_deletes_and_audit_events(spark, tmp_path):
+    world = World(tmp_path / "sources")
+    world.upsert_crm("c1", 0, email=0, phone=None)
+    world.upsert_crm("c2", 0, email=0, phone=1)
+    world.upsert_crm("c3", 0, email=None, phone=1)  # bridged to c1 through c2's phone
+    world.upsert_crm("c4", 1, email=2, phone=None)
+    world.kyc_event("INSERT", "k1", 1, email=2, phone=3)
+    world.write()
+    config = world_config(world.folder, tmp_path / "lakehouse")
+
+    first = run_pipeline(spark, config, **QUIET)
+    assert first.mode == "full"
+    assert set(partition(spark, config).values()) == {
+        frozenset({"crm:c1", "crm:c2", "crm:c3"}),
+        frozenset({"crm:c4", "kyc:k1"}),
+    }
+    ids_before = {keys: entity for entity, keys in partition(spark, config).items()}
+
+    # Batch 1: c2 loses its phone -> c3 splits off; k1 is deleted; a late, older kyc UPDATE
+    # for k1 arrives after its DELETE and must be ignored; a new kyc record joins c1 by email.
+    world.upsert_crm("c2", 0, email=0, phone=None)
+    world.kyc_event("DELETE", "k1", 1, email=2, phone=3)
+    world.kyc_event("UPDATE", "k1", 1, email=2, phone=3, minutes_ago=30)
+    world.kyc_event("INSERT", "k2", 0, email=0, phone=4)
+    world.write()
+    second = run_pipeline(spark, config, **QUIET)
+    assert second.mode == "incremental"
+    groups = partition(spark, config)
+    assert set(groups.values()) == _full_partition(spark, world, tmp_path, "1")
+    assert set(groups.values()) == {
+        frozenset({"crm:c1", "crm:c2", "kyc:k2"}),
+        frozenset({"crm:c3"}),
+        frozenset({"crm:c4"}),
+    }
+    # the majority part keeps the id; c3 takes its own; c4's entity keeps its id
+    old_id = ids_before[frozenset({"crm:c1", "crm:c2", "crm:c3"})]
+    assert groups[old_id] == frozenset({"crm:c1", "crm:c2", "kyc:k2"})
+    assert groups["crm:c3"] == frozenset({"crm:c3"})
+    assert groups[ids_before[frozenset({"crm:c4", "kyc:k1"})]] == frozenset({"crm:c4"})
+    assert (old_id, "crm:c3", "SPLIT") in _lineage(spark, config)
+    assert (second.records_new, second.records_updated, second.records_deleted) == (1, 1, 1)
+
+    # Batch 2: c3 gets c4's email -> the two entities merge. c4's entity is still called
+    # kyc:k1 (ids outlive their anchor); by age it is c4's (Jan 5), so c3's id (Jan 4) survives.
+    world.upsert_crm("c3", 0, email=2, phone=1)
+    world.write()
+    run_pipeline(spark, config, **QUIET)
+    groups = partition(spark, config)
+    assert set(groups.values()) == _full_partition(spark, world, tmp_path, "2")
+    assert groups["crm:c3"] == frozenset({"crm:c3", "crm:c4"})
+    lineage = _lineage(spark, config)
+    assert ("crm:c3", "kyc:k1", "MERGED") in lineage and ("kyc:k1", "crm:c3", "RETIRED") in lineage
+    assert primaries(spark, config)["crm:c3"] == "crm:c3"
+
+
+def test_incremental_run_without_changes_writes_nothing_but_its_run(spark, tmp_path):
+    world = World(tmp_path / "sources")
+    world.upsert_crm("c1", 0, email=0, phone=None)
+    world.upsert_crm("c2", 1, email=0, phone=None)
+    world.write()
+    config = world_config(world.folder, tmp_path / "lakehouse")
+    run_pipeline(spark, config, **QUIET)
+    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    tables = [S.SOURCE_RECORDS, S.MATCH_EDGES, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES,
+              S.REVIEW_QUEUE, S.REJECTED_RECORDS, S.ENTITY_LINEAGE]
+    before = {table: store.version(table) for table in tables}
+    world.write()  # same content, rewritten files
+    summary = run_pipeline(spark, config, **QUIET)
+    assert summary.mode == "incremental"
+    assert {table: store.version(table) for table in tables} == before
+
+
+def test_dry_run_reports_changes_and_commits_nothing_else(spark, tmp_path):
+    world = World(tmp_path / "sources")
+    world.upsert_crm("c1", 0, email=0, phone=1)
+    world.upsert_crm("c2", 1, email=2, phone=None)
+    world.upsert_crm("c3", 2, email=3, phone=None)
+    world.write()
+    config = world_config(world.folder, tmp_path / "lakehouse")
+    run_pipeline(spark, config, **QUIET)
+    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    tables = [S.SOURCE_RECORDS, S.MATCH_EDGES, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES, S.RUNS]
+    before = {table: store.version(table) for table in tables}
+
+    world.upsert_crm("c2", 1, email=0, phone=None)  # c2 joins c1: c2's entity is merged away
+    world.delete_crm("c3")
+    world.upsert_crm("c5", 3, email=5, phone=None)
+    world.write()
+    lines: list[str] = []
+    run_pipeline(spark, config, dry_run=True, report=lines.append)
+
+    assert {table: store.version(table) for table in tables} == before
+    changes = {
+        row.record_key: (row.current_entity_id, row.proposed_entity_id, row.change_type)
+        for row in store.read(S.DRY_RUN_CHANGES).collect()
+    }
+    assert changes == {
+        "crm:c2": ("crm:c2", "crm:c1", "MERGED"),
+        "crm:c3": ("crm:c3", None, "DELETED"),
+        "crm:c5": (None, "crm:c5", "NEW"),
+    }
+    assert any(line.startswith("dry run: would change DELETED 1, MERGED 1, NEW 1") for line in lines)
+
+
+def test_a_second_run_is_refused_while_one_holds_the_pipeline(spark, tmp_path):
+    world = World(tmp_path / "sources")
+    world.upsert_crm("c1", 0, email=0, phone=None)
+    world.write()
+    config = world_config(world.folder, tmp_path / "lakehouse")
+    holder = {}
+
+    def start_another(table: str) -> None:
+        if table == S.MATCH_EDGES and not holder:
+            holder["seen"] = True
+            with pytest.raises(PipelineBusyError, match="another run is in progress: first-run"):
+                run_pipeline(spark, config, run_id="second-run", **QUIET)
+
+    run_pipeline(spark, config, run_id="first-run", on_table_written=start_another, **QUIET)
+    assert holder == {"seen": True}
+    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    statuses = {row.run_id: row.status for row in store.read(S.RUNS).collect()}
+    assert statuses == {"first-run": "SUCCEEDED", "second-run": "REFUSED"}
+
+
+# The first, a middle and the last write run in CI; every write in turn with `pytest -m slow`.
+@pytest.mark.parametrize(
+    "failing_table",
+    [
+        S.ENTITY_LINEAGE,
+        pytest.param(S.MATCH_EDGES, marks=pytest.mark.slow),
+        pytest.param(S.REVIEW_QUEUE, marks=pytest.mark.slow),
+        pytest.param(S.GOLDEN_PROFILES, marks=pytest.mark.slow),
+        S.RESOLVED_MEMBERSHIP,
+        pytest.param(S.REJECTED_RECORDS, marks=pytest.mark.slow),
+        S.SOURCE_RECORDS,
+    ],
+)
+def test_a_run_that_dies_after_a_write_is_completed_by_the_next_run(spark, tmp_path, failing_table):
+    world = World(tmp_path / "sources")
+    world.upsert_crm("c1", 0, email=0, phone=1)
+    world.upsert_crm("c2", 1, email=2, phone=None)
+    world.upsert_crm("c3", 2, email=None, phone=1)
+    world.write()
+    config = world_config(world.folder, tmp_path / "lakehouse")
+    run_pipeline(spark, config, **QUIET)
+    # c1 drops its phone (c3 splits off) and takes c2's email (c1 and c2 merge)
+    world.upsert_crm("c1", 0, email=2, phone=None)
+    world.write()
+
+    def die(table: str) -> None:
+        if table == failing_table:
+            raise RuntimeError(f"injected failure after writing {table}")
+
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_pipeline(spark, dataclasses.replace(config), on_table_written=die, **QUIET)
+    run_pipeline(spark, config, **QUIET)
+
+    assert set(partition(spark, config).values()) == _full_partition(spark, world, tmp_path, "final")
+    lineage = _lineage(spark, config)
+    assert len(lineage) == len(set(lineage)), "no lineage event is written twice"
+    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    members = store.read(S.RESOLVED_MEMBERSHIP).groupBy(S.RECORD_KEY).count()
+    assert members.filter("count > 1").count() == 0
+    assert {row.record_key for row in store.read(S.SOURCE_RECORDS).collect()} == {"crm:c1", "crm:c2", "crm:c3"}
