@@ -66,6 +66,7 @@ class RunSummary:
     entities_split: int = 0
     largest_entity: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    rows_written: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
     def lines(self) -> list[str]:
@@ -99,6 +100,12 @@ class RunSummary:
             + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in self.stage_seconds.items())
             + f"; total {sum(self.stage_seconds.values()):.1f}"
         )
+        if self.rows_written:
+            out.append(
+                "  rows written: "
+                + ", ".join(f"{table} {rows}" for table, rows in self.rows_written.items() if rows)
+                + f"; total {sum(self.rows_written.values())}"
+            )
         if self.error:
             out.append(f"  error: {self.error}")
         return out
@@ -346,20 +353,18 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             if masked:
                 summary.value_issues[f"{rule.attribute}:oversized_group"] = masked
         if ctx.full:
-            rescored = matchable.select(S.RECORD_KEY)
+            rescored = matchable.select(S.RECORD_KEY).transform(materialize)
             scored = score_candidates(spark, matchable, config=config, model=model)
         else:
             # Records whose identifier group crossed max_group_size (either way) are rescored
             # too: their rule edges appear or vanish although the records did not change.
             crossed = _crossed_group_records(old_records, live, rules=config.identifiers)
-            rescored = changed_keys.unionByName(crossed).distinct()
-            rescored = rescored.transform(materialize)
+            rescored = changed_keys.unionByName(crossed).distinct().transform(materialize)
             to_score = matchable.join(rescored, S.RECORD_KEY, "left_semi")
             if rescored.first() is None:  # nothing changed: no pair to score
                 scored = None
             else:
                 scored = score_candidates(spark, matchable, config=config, model=model, changed=to_score)
-        rescored = rescored.transform(materialize)
         if scored is None:
             scored = spark.createDataFrame([], SCORED_SCHEMA)
         new_edges = classify_edges(
@@ -554,7 +559,7 @@ def _write_lineage(ctx: RunContext, lineage: DataFrame, *, base_version: int | N
         current = ctx.store.read(S.ENTITY_LINEAGE).select("event_key")
         fresh = events.join(current, "event_key", "left_anti")
         if fresh.first() is not None:
-            ctx.store.append(S.ENTITY_LINEAGE, fresh)
+            ctx.summary.rows_written[S.ENTITY_LINEAGE] = ctx.store.append(S.ENTITY_LINEAGE, fresh)
 
 
 def _write_dry_run(ctx: RunContext, membership, previous, deleted, lineage, *, now) -> None:
@@ -639,6 +644,7 @@ def _merge_changes(
             metrics = ctx.store.merge(table, changes, keys=keys, delete_flag=DELETE_FLAG)
     finally:
         changes.unpersist()
+    ctx.summary.rows_written[table] = metrics.total
     ctx.written(table)
     return metrics
 

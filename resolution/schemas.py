@@ -182,6 +182,7 @@ RUNS_SCHEMA = StructType(
         ("entities_split", LongType(), True),
         ("largest_entity", LongType(), True),
         ("stage_seconds", MapType(StringType(), DoubleType()), True),
+        ("rows_written", MapType(StringType(), LongType()), True),
         ("error", StringType(), True),
     )
 )
