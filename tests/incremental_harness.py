@@ -77,21 +77,16 @@ class World:
                 writer.writerows(rows)
 
 
-def world_config(folder: Path, warehouse: Path) -> Config:
-    """Two sources, email/phone identifier rules, the example model."""
-    columns = {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone",
-               "dob": "dob"}
+COLUMNS = {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone", "dob": "dob"}
+
+
+def pipeline_config(sources: list[dict], warehouse: Path, *, file: str) -> Config:
+    """A config over ``sources`` with email/phone identifier rules and the example model."""
     return parse_config(
         {
             "phone_region": "GB",
             "storage": {"warehouse": str(warehouse)},
-            "sources": [
-                {"name": "crm", "format": "csv", "path": str(folder / "crm.csv"), "key": "id",
-                 "timestamp": "created", "priority": 1, "columns": columns},
-                {"name": "kyc", "format": "csv", "path": str(folder / "kyc.csv"), "key": "id",
-                 "timestamp": "created", "priority": 2, "columns": columns,
-                 "change_tracking": "audit", "operation_column": "op", "operation_time_column": "op_time"},
-            ],
+            "sources": sources,
             "identifiers": [
                 {"name": "email", "attribute": "email", "max_group_size": 4},
                 {"name": "phone", "attribute": "phone", "max_group_size": 4},
@@ -103,6 +98,21 @@ def world_config(folder: Path, warehouse: Path) -> Config:
                 "blocking_rules": [["last_name"]],
             },
         },
+        file=file,
+    )
+
+
+def world_config(folder: Path, warehouse: Path) -> Config:
+    """The world's two sources: a CRM snapshot and a KYC audit table."""
+    return pipeline_config(
+        [
+            {"name": "crm", "format": "csv", "path": str(folder / "crm.csv"), "key": "id",
+             "timestamp": "created", "priority": 1, "columns": COLUMNS},
+            {"name": "kyc", "format": "csv", "path": str(folder / "kyc.csv"), "key": "id",
+             "timestamp": "created", "priority": 2, "columns": COLUMNS,
+             "change_tracking": "audit", "operation_column": "op", "operation_time_column": "op_time"},
+        ],
+        warehouse,
         file="world.yml",
     )
 

@@ -6,13 +6,14 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from resolution import schemas as S
-from resolution.config import parse_config
 from resolution.pipeline import run_pipeline, store_for
 from resolution.session import detect_backends
-from tests.incremental_harness import EMAILS, PHONES, REPO, partition
+from tests.incremental_harness import COLUMNS as MAPPED
+from tests.incremental_harness import EMAILS, PHONES, partition, pipeline_config
 
 QUIET = {"report": lambda line: None}
 COLUMNS = ["id", "first", "last", "email", "phone", "created", "dob"]
+
 
 
 def _rows(*rows):
@@ -20,25 +21,9 @@ def _rows(*rows):
 
 
 def _config(source_path, warehouse):
-    columns = {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone", "dob": "dob"}
-    return parse_config(
-        {
-            "phone_region": "GB",
-            "storage": {"warehouse": str(warehouse)},
-            "sources": [
-                {"name": "billing", "format": "delta", "path": str(source_path), "key": "id",
-                 "timestamp": "created", "change_tracking": "delta_cdf", "columns": columns}
-            ],
-            "identifiers": [{"attribute": "email"}, {"attribute": "phone"}],
-            "matching": {
-                "model": str(REPO / "conf" / "models" / "example_model.json"),
-                "comparisons": {"first_name": "name", "last_name": "name", "email": "email",
-                                "phone": "phone", "dob": "date"},
-                "blocking_rules": [["last_name"]],
-            },
-        },
-        file="cdf.yml",
-    )
+    source = {"name": "billing", "format": "delta", "path": str(source_path), "key": "id",
+              "timestamp": "created", "change_tracking": "delta_cdf", "columns": MAPPED}
+    return pipeline_config([source], warehouse, file="cdf.yml")
 
 
 def test_delta_cdf_source_reads_only_new_changes_and_records_the_version(spark, tmp_path):
