@@ -33,7 +33,7 @@ from resolution.outputs import DELETE_FLAG, changed_rows, stamp_run
 from resolution.schemas import SCORED_SCHEMA
 from resolution.scoring import load_model, score_candidates
 from resolution.session import Backends, detect_backends
-from resolution.sources import IngestedSource, capture_changes
+from resolution.sources import capture_changes
 from resolution.standardize import standardize_records
 from resolution.store import DeltaStore, MergeMetrics, StoreLocation, get_store
 
@@ -322,14 +322,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
 
     with ctx.progress.stage("standardize"):
         changed = stamp_run(
-            _union_all(
-                [
-                    standardize_records(
-                        source.changed, config=config, date_formats=config.source(source.name).date_formats
-                    )
-                    for source in captured
-                ]
-            ),
+            standardize_sources([(source.name, source.changed) for source in captured], config=config),
             schema=records_schema,
             **stamp,
         ).transform(materialize)
@@ -601,14 +594,14 @@ def _write_dry_run(ctx: RunContext, membership, previous, deleted, lineage, *, n
     changes.unpersist()
 
 
-def standardize_ingested(ingested: list[IngestedSource], *, config: Config) -> DataFrame:
-    """Standardize each source with its own date formats and union them into one frame."""
+def standardize_sources(
+    raw_by_source: list[tuple[str, DataFrame]], *, config: Config
+) -> DataFrame:
+    """Standardize each source's raw records with its own date formats, as one frame."""
     return _union_all(
         [
-            standardize_records(
-                source.records, config=config, date_formats=config.source(source.name).date_formats
-            )
-            for source in ingested
+            standardize_records(raw, config=config, date_formats=config.source(name).date_formats)
+            for name, raw in raw_by_source
         ]
     )
 
