@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_table(spark, config, table=args.table, limit=args.limit)
         return 0
 
-    from resolution.pipeline import PipelineBusyError, run_pipeline
+    from resolution.pipeline import PipelineBusyError, describe_error, run_pipeline
 
     try:
         summary = run_pipeline(
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run refused: {error}", file=sys.stderr)
         return 3
     except Exception as error:  # the run is recorded as FAILED in the runs table
-        print(f"run failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"run failed: {describe_error(error)}", file=sys.stderr)
         return 1
     return 0 if summary.status == "SUCCEEDED" else 1
 

@@ -214,7 +214,7 @@ def run_pipeline(
         summary.status = "SUCCEEDED"
     except Exception as error:
         summary.status = "FAILED"
-        summary.error = f"{type(error).__name__}: {error}"
+        summary.error = describe_error(error)
         if not dry_run:
             _write_run(spark, store, summary, started_at=started_at, finished=True)
         raise
@@ -223,6 +223,12 @@ def run_pipeline(
     for line in summary.lines():
         report(line)
     return summary
+
+
+def describe_error(error: BaseException, *, limit: int = 2000) -> str:
+    """The error's type and first line: Spark's analysis errors append whole query plans."""
+    first_line = str(error).strip().split("\n", 1)[0]
+    return f"{type(error).__name__}: {first_line}"[:limit]
 
 
 @dataclass
