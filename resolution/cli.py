@@ -1,4 +1,4 @@
-"""The ``idr`` command: ``idr run``, ``idr train``, ``idr generate``."""
+"""The ``idr`` command: ``idr run``, ``idr stream``, ``idr train``, ``idr show``, ``idr generate``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,30 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="compute everything, write only dry_run_changes, print what would change",
+    )
+
+    stream = commands.add_parser(
+        "stream", help="resolve a source's changes continuously (Structured Streaming micro-batches)"
+    )
+    stream.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/example.yml")
+    stream.add_argument("--source", required=True, help="the audit or delta_cdf source to stream")
+    stream.add_argument(
+        "--checkpoint", help="streaming checkpoint folder (default: <warehouse>/_streams/<source>)"
+    )
+    stream.add_argument("--trigger-seconds", type=float, default=10.0, help="micro-batch interval")
+    stream.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process the changes available now, then stop (for schedulers)",
+    )
+    stream.add_argument(
+        "--max-versions-per-trigger", type=int, help="cap the Delta versions one micro-batch reads"
+    )
+    stream.add_argument(
+        "--lock-wait-seconds",
+        type=float,
+        default=3600.0,
+        help="how long a micro-batch waits for another run holding the pipeline",
     )
 
     train = commands.add_parser("train", help="estimate the Splink model and save it as JSON")
@@ -77,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_table(spark, config, table=args.table, limit=args.limit)
         return 0
 
+    if args.command == "stream":
+        return _stream(spark, config, args)
+
     from resolution.pipeline import PipelineBusyError, describe_error, run_pipeline
 
     try:
@@ -93,6 +120,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run failed: {describe_error(error)}", file=sys.stderr)
         return 1
     return 0 if summary.status == "SUCCEEDED" else 1
+
+
+def _stream(spark, config, args) -> int:
+    from resolution.pipeline import describe_error
+    from resolution.streaming import StreamOptions, default_checkpoint, start_stream
+
+    try:
+        options = StreamOptions(
+            source=args.source,
+            checkpoint=args.checkpoint or default_checkpoint(config, args.source),
+            trigger_seconds=args.trigger_seconds,
+            available_now=args.available_now,
+            max_versions_per_trigger=args.max_versions_per_trigger,
+            lock_wait_seconds=args.lock_wait_seconds,
+        )
+        query, handler = start_stream(spark, config, options)
+        query.awaitTermination()
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stream stopped", file=sys.stderr)
+        return 0
+    except Exception as error:  # a failed micro-batch stops the query; its run is FAILED in runs
+        print(f"stream failed: {describe_error(error)}", file=sys.stderr)
+        return 1
+    print(f"stream of {args.source} ended after {len(handler.batches)} micro-batches")
+    return 0
 
 
 if __name__ == "__main__":

@@ -60,15 +60,14 @@ def _ranked(frame: DataFrame, partition: str) -> DataFrame:
 
 def assign_entity_ids(
     clustered: DataFrame, previous: DataFrame, *, taken: DataFrame | None = None
-) -> tuple[DataFrame, DataFrame]:
+) -> DataFrame:
     """Give each cluster an entity id, keeping ids from ``previous`` membership stable.
 
     ``clustered``: record_key, source, source_id, source_priority, source_timestamp, cluster.
     ``previous``: record_key, entity_id, is_primary of the last committed membership (empty on
-    a first run). Returns (membership, lineage): membership has record_key, source, source_id,
-    entity_id, is_primary; lineage has entity_id, other_entity_id, event, record_count.
+    a first run). Returns the membership: record_key, source, source_id, entity_id, is_primary.
     ``taken``: ``entity_id`` of every id in use or retired anywhere (default: those in
-    ``previous``); a new entity never reuses one.
+    ``previous``); a new entity never reuses one. :func:`id_events` derives the lineage.
     """
     anchors = (
         _ranked(clustered, CLUSTER)
@@ -76,43 +75,8 @@ def assign_entity_ids(
         .select(CLUSTER, F.col(RECORD_KEY).alias("__anchor_key"))
     )
     taken = previous.select(ENTITY_ID) if taken is None else taken.select(ENTITY_ID)
-    return _assign_with_history(clustered, previous, anchors, taken)
-
-
-def _membership(clustered: DataFrame, ids: DataFrame) -> DataFrame:
-    joined = clustered.join(ids, CLUSTER)
-    ranked = _ranked(joined, CLUSTER)
-    return ranked.select(
-        RECORD_KEY,
-        SOURCE,
-        SOURCE_ID,
-        ENTITY_ID,
-        (F.col("__rank") == 1).alias(IS_PRIMARY),
-    )
-
-
-def _assign_with_history(
-    clustered: DataFrame, previous: DataFrame, anchors: DataFrame, taken: DataFrame
-) -> tuple[DataFrame, DataFrame]:
-    prev = previous.select(
-        RECORD_KEY, F.col(ENTITY_ID).alias("__prev_id"), F.col(IS_PRIMARY).alias("__prev_primary")
-    )
-    joined = clustered.join(prev, RECORD_KEY, "left")
-    # How many of each old entity's records each cluster holds, and whether it holds its primary.
-    overlap = (
-        joined.filter(F.col("__prev_id").isNotNull())
-        .groupBy(CLUSTER, "__prev_id")
-        .agg(
-            F.count(F.lit(1)).alias("__held"),
-            F.max(F.col("__prev_primary").cast("int")).alias("__holds_primary"),
-        )
-    )
-    # Each old id goes to the cluster holding most of its records (the split rule).
-    winner = Window.partitionBy("__prev_id").orderBy(
-        F.col("__held").desc(), F.col("__holds_primary").desc(), F.col(CLUSTER).asc()
-    )
-    claims = overlap.withColumn("__claim_rank", F.row_number().over(winner))
-    won = claims.filter(F.col("__claim_rank") == 1)
+    joined = _with_previous(clustered, previous)
+    won = _claims(joined).filter(F.col("__claim_rank") == 1)
     # A cluster that won several old ids keeps the oldest one (the merge rule): entity age is
     # its current anchor among the records it held before.
     old_anchor = (
@@ -128,11 +92,11 @@ def _assign_with_history(
     survivor_order = Window.partitionBy(CLUSTER).orderBy(
         F.col("__age_ts").asc_nulls_last(), F.col("__age_priority").asc(), F.col("__age_key").asc()
     )
-    ranked_won = won.join(old_anchor, "__prev_id").withColumn(
-        "__survivor_rank", F.row_number().over(survivor_order)
-    )
-    kept = ranked_won.filter(F.col("__survivor_rank") == 1).select(
-        CLUSTER, F.col("__prev_id").alias(ENTITY_ID)
+    kept = (
+        won.join(old_anchor, "__prev_id")
+        .withColumn("__survivor_rank", F.row_number().over(survivor_order))
+        .filter(F.col("__survivor_rank") == 1)
+        .select(CLUSTER, F.col("__prev_id").alias(ENTITY_ID))
     )
     fresh = anchors.join(kept, CLUSTER, "left_anti").select(
         CLUSTER, F.col("__anchor_key").alias(ENTITY_ID)
@@ -145,29 +109,41 @@ def _assign_with_history(
         .otherwise(F.concat(F.col(ENTITY_ID), F.lit("#"), F.col(CLUSTER)))
         .alias(ENTITY_ID),
     )
-    ids = kept.unionByName(fresh)
-    membership = _membership(clustered, ids)
+    return _membership(clustered, kept.unionByName(fresh))
 
-    sizes = membership.groupBy(ENTITY_ID).agg(F.count(F.lit(1)).alias("record_count"))
-    merged = (
-        ranked_won.filter(F.col("__survivor_rank") > 1)
-        .join(kept.withColumnRenamed(ENTITY_ID, "__survivor"), CLUSTER)
-        .select(F.col("__survivor").alias(ENTITY_ID), F.col("__prev_id").alias("other_entity_id"))
+
+def id_events(clustered: DataFrame, previous: DataFrame, membership: DataFrame) -> DataFrame:
+    """The lineage of an id assignment: entity_id, other_entity_id, event, record_count.
+
+    ``MERGED``/``RETIRED``: a cluster won several old ids and kept one (its entity_id); the
+    others are retired into it. ``SPLIT``: a cluster holding part of an old entity without
+    winning any old id split off under its own id. ``RETIRED`` with no other id: none of the
+    old entity's records is live any more. Computed from the (materialized) ``membership``, so
+    the id assignment is not planned twice.
+    """
+    joined = _with_previous(clustered, previous)
+    claims = _claims(joined)
+    entity_of = membership.join(clustered.select(RECORD_KEY, CLUSTER), RECORD_KEY).select(
+        CLUSTER, ENTITY_ID
+    ).distinct()
+    won = claims.filter(F.col("__claim_rank") == 1).join(entity_of, CLUSTER)
+    merged = won.filter(F.col("__prev_id") != F.col(ENTITY_ID)).select(
+        ENTITY_ID, F.col("__prev_id").alias("other_entity_id")
     )
-    # Clusters that hold part of an old entity but did not win it are split-offs.
     split_off = (
         claims.filter(F.col("__claim_rank") > 1)
-        .join(fresh, CLUSTER)
+        .join(won.select(CLUSTER), CLUSTER, "left_anti")
+        .join(entity_of, CLUSTER)
         .select(F.col("__prev_id").alias(ENTITY_ID), F.col(ENTITY_ID).alias("other_entity_id"))
         .distinct()
     )
-    # Old ids none of whose records are still live are retired with no successor.
     vanished = (
-        prev.select("__prev_id").filter(F.col("__prev_id").isNotNull()).distinct()
-        .join(overlap.select("__prev_id").distinct(), "__prev_id", "left_anti")
+        previous.select(F.col(ENTITY_ID).alias("__prev_id")).distinct()
+        .join(claims.select("__prev_id"), "__prev_id", "left_anti")
         .select(F.col("__prev_id").alias(ENTITY_ID), F.lit(None).cast("string").alias("other_entity_id"))
     )
-    lineage = (
+    sizes = membership.groupBy(ENTITY_ID).agg(F.count(F.lit(1)).alias("record_count"))
+    return (
         merged.withColumn("event", F.lit(MERGED))
         .unionByName(
             merged.select(
@@ -180,4 +156,42 @@ def _assign_with_history(
         .join(sizes, ENTITY_ID, "left")
         .select(ENTITY_ID, "other_entity_id", "event", "record_count")
     )
-    return membership, lineage
+
+
+def _with_previous(clustered: DataFrame, previous: DataFrame) -> DataFrame:
+    prev = previous.select(
+        RECORD_KEY, F.col(ENTITY_ID).alias("__prev_id"), F.col(IS_PRIMARY).alias("__prev_primary")
+    )
+    return clustered.join(prev, RECORD_KEY, "left")
+
+
+def _claims(joined: DataFrame) -> DataFrame:
+    """Per (cluster, old id): records held, whether it holds the old primary, and its rank.
+
+    Each old id goes to the cluster holding most of its records (the split rule; ties: the
+    cluster holding the old primary, then the smallest cluster key): ``__claim_rank`` 1.
+    """
+    overlap = (
+        joined.filter(F.col("__prev_id").isNotNull())
+        .groupBy(CLUSTER, "__prev_id")
+        .agg(
+            F.count(F.lit(1)).alias("__held"),
+            F.max(F.col("__prev_primary").cast("int")).alias("__holds_primary"),
+        )
+    )
+    winner = Window.partitionBy("__prev_id").orderBy(
+        F.col("__held").desc(), F.col("__holds_primary").desc(), F.col(CLUSTER).asc()
+    )
+    return overlap.withColumn("__claim_rank", F.row_number().over(winner))
+
+
+def _membership(clustered: DataFrame, ids: DataFrame) -> DataFrame:
+    joined = clustered.join(ids, CLUSTER)
+    ranked = _ranked(joined, CLUSTER)
+    return ranked.select(
+        RECORD_KEY,
+        SOURCE,
+        SOURCE_ID,
+        ENTITY_ID,
+        (F.col("__rank") == 1).alias(IS_PRIMARY),
+    )

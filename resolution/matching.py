@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from resolution.config import IdentifierRule
@@ -15,6 +15,7 @@ from resolution.schemas import (
     MATCH_PROBABILITY,
     MATCH_WEIGHT,
     MODEL_RULE,
+    RECORD_KEY,
     RECORD_KEY_L,
     RECORD_KEY_R,
     REVIEW,
@@ -24,23 +25,100 @@ from resolution.schemas import (
 OVERSIZED_SUFFIX = "__oversized"
 
 
-def mask_oversized_identifiers(records: DataFrame, *, rules: Sequence[IdentifierRule]) -> DataFrame:
+IDENTIFIER = "identifier"
+VALUE = "value"
+
+
+def identifier_values(records: DataFrame, *, rules: Sequence[IdentifierRule]) -> DataFrame:
+    """``record_key, identifier, value``: one row per non-null value of each identifier rule.
+
+    One long frame lets every rule's group sizes be counted in one aggregation.
+    """
+    if not rules:
+        return records.select(
+            RECORD_KEY, F.lit(None).cast("string").alias(IDENTIFIER), F.lit(None).cast("string").alias(VALUE)
+        ).limit(0)
+    entries = F.array(
+        *[
+            F.struct(F.lit(rule.attribute).alias(IDENTIFIER), F.col(rule.attribute).cast("string").alias(VALUE))
+            for rule in rules
+        ]
+    )
+    return (
+        records.select(RECORD_KEY, F.explode(entries).alias("__entry"))
+        .select(RECORD_KEY, F.col(f"__entry.{IDENTIFIER}").alias(IDENTIFIER), F.col(f"__entry.{VALUE}").alias(VALUE))
+        .filter(F.col(VALUE).isNotNull())
+    )
+
+
+def group_size_limit(rules: Sequence[IdentifierRule]) -> Column:
+    """The ``max_group_size`` of the rule named in the ``identifier`` column."""
+    limit = F.lit(None).cast("long")
+    for rule in rules:
+        limit = F.when(F.col(IDENTIFIER) == rule.attribute, F.lit(rule.max_group_size)).otherwise(limit)
+    return limit
+
+
+def identifier_group_sizes(
+    records: DataFrame, *, rules: Sequence[IdentifierRule], values: DataFrame | None = None
+) -> DataFrame:
+    """``identifier, value, count``: how many ``records`` hold each identifier value.
+
+    With ``values`` (``identifier, value``), only those groups are counted: an incremental run
+    needs the sizes of the few values its changed records touch, not of every value.
+    """
+    held = identifier_values(records, rules=rules)
+    if values is not None:
+        held = held.join(values.select(IDENTIFIER, VALUE), [IDENTIFIER, VALUE], "left_semi")
+    return held.groupBy(IDENTIFIER, VALUE).count()
+
+
+def mask_oversized_identifiers(
+    records: DataFrame, *, rules: Sequence[IdentifierRule], sizes: DataFrame | None = None
+) -> DataFrame:
     """Null identifier values shared by more records than the rule's ``max_group_size``.
 
     A value that many records share (a shop's default email, a call-centre phone) is junk, not
     evidence: masked, it neither links by rule nor counts in the model's comparisons. For each
     rule a boolean ``<attribute>__oversized`` column tells which records were masked.
+    ``sizes`` (from :func:`identifier_group_sizes` over all live records) judges the values;
+    by default they are counted over ``records`` themselves.
     """
+    if sizes is None:
+        sizes = identifier_group_sizes(records, rules=rules)
+    oversized = sizes.filter(F.col("count") > group_size_limit(rules))
     masked = records
     for rule in rules:
+        flag = f"{rule.attribute}{OVERSIZED_SUFFIX}"
+        junk = oversized.filter(F.col(IDENTIFIER) == rule.attribute).select(
+            F.col(VALUE).alias("__junk_value"), F.lit(True).alias(flag)
+        )
         value = F.col(rule.attribute)
-        group_size = F.count(F.lit(1)).over(Window.partitionBy(value))
-        oversized = value.isNotNull() & (group_size > rule.max_group_size)
-        masked = masked.withColumn(f"{rule.attribute}{OVERSIZED_SUFFIX}", oversized)
-        masked = masked.withColumn(
-            rule.attribute, F.when(~F.col(f"{rule.attribute}{OVERSIZED_SUFFIX}"), value)
+        masked = masked.join(junk, value.cast("string") == F.col("__junk_value"), "left").drop("__junk_value")
+        masked = masked.withColumn(flag, F.coalesce(F.col(flag), F.lit(False))).withColumn(
+            rule.attribute, F.when(~F.col(flag), value)
         )
     return masked
+
+
+def blocking_candidates(
+    records: DataFrame, seeds: DataFrame, *, rules: Sequence[Sequence[str]]
+) -> DataFrame:
+    """The ``records`` that share every column of some blocking rule with one of ``seeds``.
+
+    Only these can be paired with a seed, so an incremental run scores its changed records
+    against them instead of against every live record. Values are compared before junk
+    masking, so the set is a superset of what the (masked) blocking pairs.
+    """
+    found = None
+    for rule in rules:
+        columns = list(rule)
+        keys = seeds.select(*columns).dropna().distinct()
+        matched = records.join(F.broadcast(keys), columns, "left_semi")
+        found = matched if found is None else found.unionByName(matched)
+    if found is None:
+        return records.limit(0)
+    return found.dropDuplicates([RECORD_KEY])
 
 
 def classify_edges(

@@ -38,19 +38,15 @@ def stamp_run(frame: DataFrame, *, schema: StructType, run_id: str, now: Column)
 
 
 def changed_rows(new: DataFrame, current: DataFrame, *, keys: Sequence[str]) -> DataFrame:
-    """Rows to MERGE: new or changed rows of ``new``, plus rows only in ``current`` flagged deleted.
+    """Rows to MERGE: new or changed rows of ``new``, plus keys only in ``current`` flagged deleted.
 
-    Both frames have the table's columns. The output has them plus the boolean ``_delete``.
+    Both frames have the table's columns. The output has them plus the boolean ``_delete``; a
+    deleted row carries only its keys (a MERGE deletes by key). One full outer join on the
+    keys compares a fingerprint of the business columns of both sides.
     """
     compare = [c for c in new.columns if c not in keys and c not in BOOKKEEPING]
     existing = current.select(*keys, fingerprint(compare).alias("__current_fp"))
-    upserts = (
-        new.withColumn("__new_fp", fingerprint(compare))
-        .join(existing, list(keys), "left")
-        .filter(F.col("__current_fp").isNull() | (F.col("__current_fp") != F.col("__new_fp")))
-        .select(*new.columns, F.lit(False).alias(DELETE_FLAG))
-    )
-    deletes = current.join(new.select(*keys), list(keys), "left_anti").select(
-        *new.columns, F.lit(True).alias(DELETE_FLAG)
-    )
-    return upserts.unionByName(deletes)
+    compared = new.withColumn("__new_fp", fingerprint(compare)).join(existing, list(keys), "full")
+    is_delete = F.col("__new_fp").isNull()
+    differs = F.col("__current_fp").isNull() | (F.col("__current_fp") != F.col("__new_fp"))
+    return compared.filter(is_delete | differs).select(*new.columns, is_delete.alias(DELETE_FLAG))

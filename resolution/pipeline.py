@@ -27,19 +27,40 @@ from resolution import schemas as S
 from resolution.clustering import DST, SRC, get_connected_components
 from resolution.config import Config
 from resolution.golden import build_golden_profiles
-from resolution.identity import assign_entity_ids, clusters_for_records
-from resolution.matching import OVERSIZED_SUFFIX, classify_edges, mask_oversized_identifiers
+from resolution.identity import assign_entity_ids, clusters_for_records, id_events
+from resolution.matching import (
+    IDENTIFIER,
+    OVERSIZED_SUFFIX,
+    VALUE,
+    blocking_candidates,
+    classify_edges,
+    group_size_limit,
+    identifier_group_sizes,
+    identifier_values,
+    mask_oversized_identifiers,
+)
 from resolution.outputs import DELETE_FLAG, changed_rows, stamp_run
 from resolution.schemas import SCORED_SCHEMA
 from resolution.scoring import load_model, score_candidates
 from resolution.session import Backends, detect_backends
-from resolution.sources import capture_changes
+from resolution.sources import (
+    CHANGE,
+    DELETE,
+    RAW_ROW,
+    REASON,
+    REJECT,
+    SOURCE_KEY,
+    UPSERT,
+    capture_changes,
+)
 from resolution.standardize import standardize_records
 from resolution.store import DeltaStore, MergeMetrics, StoreLocation, get_store
 
 logger = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = timedelta(hours=6)
+ROWS_PER_PARTITION = 50_000  # for materialized intermediate frames
+BROADCAST_ROWS = 100_000  # a materialized frame this small is broadcast in joins
 
 
 @dataclass
@@ -112,19 +133,35 @@ class RunSummary:
 
 
 class Progress:
-    """Times stages and reports each as it starts and ends."""
+    """Times stages and reports each as it starts and ends.
 
-    def __init__(self, summary: RunSummary, report: Callable[[str], None]):
-        self.summary, self.report = summary, report
+    Spark jobs of a stage carry the description ``idr <run_id>: <stage>``, so the Spark UI
+    (and Databricks' job view) shows which step of which run each job belongs to.
+    """
+
+    def __init__(self, summary: RunSummary, report: Callable[[str], None], spark: SparkSession | None = None):
+        self.summary, self.report, self.spark = summary, report, spark
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.report(f"[{name}] ...")
+        self._describe_jobs(f"idr {self.summary.run_id}: {name}")
         started = time.perf_counter()
-        yield
+        try:
+            yield
+        finally:
+            self._describe_jobs(None)
         seconds = time.perf_counter() - started
         self.summary.stage_seconds[name] = round(seconds, 3)
         self.report(f"[{name}] done in {seconds:.1f}s")
+
+    def _describe_jobs(self, description: str | None) -> None:
+        if self.spark is None:
+            return
+        try:
+            self.spark.sparkContext.setJobDescription(description)
+        except Exception:  # Spark Connect sessions have no SparkContext
+            self.spark = None
 
 
 def store_for(spark: SparkSession, config: Config, backends: Backends) -> DeltaStore:
@@ -175,6 +212,7 @@ def run_pipeline(
     report: Callable[[str], None] = print,
     run_id: str | None = None,
     on_table_written: Callable[[str], None] | None = None,
+    feeds: dict[str, DataFrame] | None = None,
 ) -> RunSummary:
     """Resolve the sources into entities and MERGE what changed into the Delta tables.
 
@@ -182,18 +220,23 @@ def run_pipeline(
     changed records and the entities they touch; ``auto`` is incremental once a run has
     succeeded. ``dry_run`` computes everything, writes ``dry_run_changes`` and nothing else.
     ``on_table_written`` is called after each table write (monitoring; failure-injection tests).
+    ``feeds`` (streaming): new rows per source name from a micro-batch; only those sources are
+    captured, incrementally (see :func:`resolution.sources.capture_changes`).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if feeds is not None and mode == "full":
+        raise ValueError("a streamed micro-batch (feeds) is applied incrementally, not in full mode")
     backends = detect_backends(spark, prefer=config.storage.backend)
     report(backends.describe())
     store = store_for(spark, config, backends)
-    last = _last_successful_run(spark, store)
+    last = last_successful_run(store)
     if mode == "auto":
         mode = "incremental" if last is not None and store.exists(S.SOURCE_RECORDS) else "full"
     run_id = run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    label = "stream" if feeds is not None else mode
     summary = RunSummary(
-        run_id=run_id, mode=f"{mode}{' (dry run)' if dry_run else ''}", backends=backends.describe()
+        run_id=run_id, mode=f"{label}{' (dry run)' if dry_run else ''}", backends=backends.describe()
     )
     started_at = datetime.now(timezone.utc)
     if not dry_run:
@@ -205,10 +248,11 @@ def run_pipeline(
             store=store,
             backends=backends,
             summary=summary,
-            progress=Progress(summary, report),
+            progress=Progress(summary, report, spark),
             full=mode == "full",
             versions=dict(last["source_versions"] or {}) if last is not None else {},
             written=on_table_written or (lambda table: None),
+            feeds=feeds,
         )
         _resolve(context, dry_run=dry_run)
         summary.status = "SUCCEEDED"
@@ -244,13 +288,15 @@ class RunContext:
     full: bool
     versions: dict[str, str]
     written: Callable[[str], None]
+    feeds: dict[str, DataFrame] | None = None
 
     def table(self, name: str, schema: StructType) -> DataFrame:
         """The committed rows of an output table (empty with ``schema`` before the first run)."""
         return _read_or_empty(self.spark, self.store, name, schema)
 
 
-def _last_successful_run(spark: SparkSession, store: DeltaStore):
+def last_successful_run(store: DeltaStore):
+    """The ``runs`` row of the latest committed (not dry) run, or None before the first one."""
     if not store.exists(S.RUNS):
         return None
     succeeded = store.read(S.RUNS).filter(
@@ -320,15 +366,26 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             previous=old_records.select(S.SOURCE, S.RECORD_KEY, S.ROW_HASH),
             versions=ctx.versions,
             full=ctx.full,
+            feeds=ctx.feeds,
         )
-        rejected = _union_all([source.rejected for source in captured]).cache()
+        # One materialization reads every source once; the rest are filters of it.
+        changes = _union_all([source.changes for source in captured]).transform(materialize)
+        kind = F.col(CHANGE)
+        rejected = changes.filter(kind == REJECT).select(
+            S.SOURCE, F.col(S.SOURCE_ID).alias(SOURCE_KEY), REASON, RAW_ROW
+        )
+        deleted = changes.filter(kind == DELETE).select(S.RECORD_KEY)
         summary.records_rejected = rejected.count()
-        summary.source_versions = {s.name: s.version for s in captured if s.version is not None}
-        deleted = _union_all([source.deleted for source in captured]).distinct().transform(materialize)
+        summary.source_versions = {**ctx.versions}
+        summary.source_versions.update({s.name: s.version for s in captured if s.version is not None})
 
     with ctx.progress.stage("standardize"):
+        upserted = changes.filter(kind == UPSERT)
         changed = stamp_run(
-            standardize_sources([(source.name, source.changed) for source in captured], config=config),
+            standardize_sources(
+                [(source.name, upserted.filter(F.col(S.SOURCE) == source.name)) for source in captured],
+                config=config,
+            ),
             schema=records_schema,
             **stamp,
         ).transform(materialize)
@@ -337,8 +394,9 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         if ctx.full:
             live = changed
         else:
-            live = old_records.join(gone_or_changed, S.RECORD_KEY, "left_anti").unionByName(changed)
-        live = live.transform(materialize)
+            # Not materialized: every use scans the cached old records, which is cheaper than
+            # copying all of them each run.
+            live = old_records.join(F.broadcast(gone_or_changed), S.RECORD_KEY, "left_anti").unionByName(changed)
         summary.records_read = dict(sorted(_count_map(live, S.SOURCE).items()))
         summary.records_in = sum(summary.records_read.values())
         issues = changed.select(F.explode(S.VALUE_ISSUES).alias("issue"))
@@ -346,24 +404,39 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
 
     with ctx.progress.stage("score"):
         model = load_model(config.matching.model, config)
-        matchable = mask_oversized_identifiers(live, rules=config.identifiers).transform(materialize)
-        for rule in config.identifiers:
-            masked = matchable.filter(F.col(f"{rule.attribute}{OVERSIZED_SUFFIX}")).count()
-            if masked:
-                summary.value_issues[f"{rule.attribute}:oversized_group"] = masked
+        rules = config.identifiers
         if ctx.full:
-            rescored = matchable.select(S.RECORD_KEY).transform(materialize)
-            scored = score_candidates(spark, matchable, config=config, model=model)
+            rescored = changed_keys
+            matchable = mask_oversized_identifiers(live, rules=rules).transform(materialize)
         else:
             # Records whose identifier group crossed max_group_size (either way) are rescored
             # too: their rule edges appear or vanish although the records did not change.
-            crossed = _crossed_group_records(old_records, live, rules=config.identifiers)
+            old_rows = old_records.join(gone_or_changed, S.RECORD_KEY, "left_semi")
+            crossed = _crossed_group_records(live, new_rows=changed, old_rows=old_rows, rules=rules)
             rescored = changed_keys.unionByName(crossed).distinct().transform(materialize)
-            to_score = matchable.join(rescored, S.RECORD_KEY, "left_semi")
-            if rescored.first() is None:  # nothing changed: no pair to score
-                scored = None
-            else:
-                scored = score_candidates(spark, matchable, config=config, model=model, changed=to_score)
+            # Only records sharing a blocking key with a rescored one can pair with it: score
+            # against those (masked by their groups' sizes over all live records).
+            seeds = live.join(F.broadcast(rescored), S.RECORD_KEY, "left_semi").transform(materialize)
+            blocking = [(rule.attribute,) for rule in rules] + list(config.matching.blocking_rules)
+            pool = blocking_candidates(live, seeds, rules=blocking).unionByName(seeds)
+            pool = pool.dropDuplicates([S.RECORD_KEY]).transform(materialize)
+            sizes = identifier_group_sizes(
+                live, rules=rules, values=identifier_values(pool, rules=rules).select(IDENTIFIER, VALUE).distinct()
+            )
+            matchable = mask_oversized_identifiers(pool, rules=rules, sizes=sizes).transform(materialize)
+        to_score = matchable if ctx.full else matchable.join(rescored, S.RECORD_KEY, "left_semi")
+        if rules:  # junk identifier values nulled among the records scored this run
+            flags = [f"{rule.attribute}{OVERSIZED_SUFFIX}" for rule in rules]
+            masked = to_score.agg(*[F.sum(F.col(flag).cast("long")).alias(flag) for flag in flags]).first()
+            for rule, flag in zip(rules, flags, strict=True):
+                if masked[flag]:
+                    summary.value_issues[f"{rule.attribute}:oversized_group"] = int(masked[flag])
+        if ctx.full:
+            scored = score_candidates(spark, matchable, config=config, model=model)
+        elif rescored.first() is None:  # nothing changed: no pair to score
+            scored = None
+        else:
+            scored = score_candidates(spark, matchable, config=config, model=model, changed=to_score)
         if scored is None:
             scored = spark.createDataFrame([], SCORED_SCHEMA)
         new_edges = classify_edges(
@@ -372,11 +445,6 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             review_threshold=config.matching.review_threshold,
         ).transform(materialize)
         touched = rescored.unionByName(deleted).distinct().transform(materialize)
-        old_edges = ctx.table(S.MATCH_EDGES, S.MATCH_EDGES_SCHEMA)
-        old_touched_edges = _edges_touching(old_edges, touched)
-        kept_edges = old_edges.join(
-            old_touched_edges.select(S.RECORD_KEY_L, S.RECORD_KEY_R), [S.RECORD_KEY_L, S.RECORD_KEY_R], "left_anti"
-        )
         new_links = new_edges.filter(F.col(S.EDGE_STATUS) == S.LINK)
         summary.edges_by_rule = _count_map(new_links, S.RULE)
 
@@ -393,11 +461,29 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             .select(S.RECORD_KEY)
             .unionByName(seeds)
             .distinct()
+            .transform(materialize)
         )
+        region = affected_keys.unionByName(deleted).distinct()
         affected = live.join(affected_keys, S.RECORD_KEY, "left_semi").transform(materialize)
-        links = kept_edges.filter(F.col(S.EDGE_STATUS) == S.LINK).join(
-            affected.select(F.col(S.RECORD_KEY).alias(S.RECORD_KEY_L)), S.RECORD_KEY_L, "left_semi"
-        ).select(S.RECORD_KEY_L, S.RECORD_KEY_R).unionByName(new_links.select(S.RECORD_KEY_L, S.RECORD_KEY_R))
+        old_edges = ctx.table(S.MATCH_EDGES, S.MATCH_EDGES_SCHEMA)
+        if ctx.full:  # every old edge is replaced
+            old_touched_edges = old_edges
+            kept_region_edges = spark.createDataFrame([], S.MATCH_EDGES_SCHEMA)
+        else:
+            # The old edges of the region, read once: those touching a rescored or deleted
+            # record are replaced by this run's edges; the others are kept.
+            region_edges = _edges_touching(old_edges, region).transform(materialize)
+            old_touched_edges = _edges_touching(region_edges, touched)
+            kept_region_edges = region_edges.join(
+                old_touched_edges.select(S.RECORD_KEY_L, S.RECORD_KEY_R),
+                [S.RECORD_KEY_L, S.RECORD_KEY_R],
+                "left_anti",
+            )
+        links = (
+            kept_region_edges.filter(F.col(S.EDGE_STATUS) == S.LINK)
+            .select(S.RECORD_KEY_L, S.RECORD_KEY_R)
+            .unionByName(new_links.select(S.RECORD_KEY_L, S.RECORD_KEY_R))
+        )
         clustering = get_connected_components(
             spark, ctx.backends.clustering, max_edges=config.matching.max_embedded_graph_edges
         )
@@ -407,16 +493,13 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         clustered = clusters_for_records(affected, components).transform(materialize)
 
     with ctx.progress.stage("identify"):
-        region = affected_keys.unionByName(deleted).distinct()
         previous = old_membership.join(region, S.RECORD_KEY, "left_semi").transform(materialize)
         taken = old_membership.select(S.ENTITY_ID).unionByName(
             ctx.table(S.ENTITY_LINEAGE, S.ENTITY_LINEAGE_SCHEMA).select(S.ENTITY_ID)
         )
-        membership, lineage = assign_entity_ids(
-            clustered, previous.select(S.RECORD_KEY, S.ENTITY_ID, S.IS_PRIMARY), taken=taken
-        )
-        membership = membership.transform(materialize)
-        lineage = lineage.transform(materialize)
+        before = previous.select(S.RECORD_KEY, S.ENTITY_ID, S.IS_PRIMARY)
+        membership = assign_entity_ids(clustered, before, taken=taken).transform(materialize)
+        lineage = id_events(clustered, before, membership).transform(materialize)
         untouched = old_membership.join(region, S.RECORD_KEY, "left_anti")
         everyone = untouched.select(S.RECORD_KEY, S.ENTITY_ID).unionByName(membership.select(S.RECORD_KEY, S.ENTITY_ID))
         sizes = everyone.groupBy(S.ENTITY_ID).count()
@@ -442,7 +525,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         old_ids = previous.select(S.ENTITY_ID).unionByName(membership.select(S.ENTITY_ID)).distinct()
         old_golden = ctx.table(S.GOLDEN_PROFILES, golden_schema).join(old_ids, S.ENTITY_ID, "left_semi")
         review = _review_pairs(
-            _edges_touching(kept_edges, affected).select(*new_edges.columns).unionByName(new_edges),
+            kept_region_edges.select(*new_edges.columns).unionByName(new_edges),
             untouched.select(S.RECORD_KEY, S.ENTITY_ID).unionByName(membership.select(S.RECORD_KEY, S.ENTITY_ID)),
         ).transform(materialize)
         summary.review_pairs = review.count()
@@ -490,7 +573,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         )
         summary.records_new, summary.records_deleted = metrics.inserted, metrics.deleted
         summary.records_updated = metrics.updated
-    for frame in (old_records, rejected, deleted, changed, live, matchable, rescored, new_edges, touched,
+    for frame in (old_records, changes, changed, live, matchable, rescored, new_edges, touched,
                   old_membership, affected, clustered, previous, membership, lineage, review):
         frame.unpersist()
 
@@ -501,8 +584,22 @@ def materialize(frame: DataFrame) -> DataFrame:
     Later steps then plan against a short lineage: without this the plans of a run nest the
     whole chain (standardization, Splink's SQL, clustering) and planning alone can exhaust the
     driver's heap.
+
+    Unions (sources, standardization per source) multiply partitions, and a few hundred
+    changed rows spread over dozens of partitions cost a task each in every later step, so a
+    frame with more partitions than its rows need is coalesced (no shuffle).
+
+    A frame small enough to ship to every executor is marked for broadcast: joined with a
+    large table it then needs no shuffle (Spark's size estimate of a checkpoint is its origin
+    plan's, often far above the real size, so the planner would not see it is small).
     """
-    return frame.localCheckpoint(eager=True)
+    checkpointed = frame.localCheckpoint(eager=True)
+    rows = checkpointed.count()
+    partitions = checkpointed.rdd.getNumPartitions()
+    wanted = max(1, -(-rows // ROWS_PER_PARTITION))
+    if wanted < partitions:
+        checkpointed = checkpointed.coalesce(wanted)
+    return F.broadcast(checkpointed) if rows <= BROADCAST_ROWS else checkpointed
 
 
 def _edges_touching(edges: DataFrame, keys: DataFrame) -> DataFrame:
@@ -517,21 +614,25 @@ def _edges_touching(edges: DataFrame, keys: DataFrame) -> DataFrame:
     return by_left.unionByName(by_right_only)
 
 
-def _crossed_group_records(before: DataFrame, after: DataFrame, *, rules) -> DataFrame:
-    """Live records holding an identifier value whose group crossed ``max_group_size``."""
-    crossed = []
-    for rule in rules:
-        value = F.col(rule.attribute)
-        size_before = before.filter(value.isNotNull()).groupBy(rule.attribute).agg(F.count(F.lit(1)).alias("__before"))
-        size_after = after.filter(value.isNotNull()).groupBy(rule.attribute).agg(F.count(F.lit(1)).alias("__after"))
-        flipped = size_before.join(size_after, rule.attribute, "full").filter(
-            (F.coalesce(F.col("__before"), F.lit(0)) > rule.max_group_size)
-            != (F.coalesce(F.col("__after"), F.lit(0)) > rule.max_group_size)
-        )
-        crossed.append(after.join(flipped.select(rule.attribute), rule.attribute, "left_semi").select(S.RECORD_KEY))
-    if not crossed:
-        return after.select(S.RECORD_KEY).limit(0)
-    return _union_all(crossed)
+def _crossed_group_records(live: DataFrame, *, new_rows: DataFrame, old_rows: DataFrame, rules) -> DataFrame:
+    """Live records holding an identifier value whose group crossed ``max_group_size``.
+
+    Only values of a changed or deleted record (``old_rows``: their committed rows,
+    ``new_rows``: the changed records now) can change group size. Their sizes now are counted
+    over ``live``; their sizes before are those minus what the new rows added plus what the
+    old rows held.
+    """
+    group = [IDENTIFIER, VALUE]
+    added = identifier_values(new_rows, rules=rules).groupBy(*group).agg(F.count(F.lit(1)).alias("__added"))
+    removed = identifier_values(old_rows, rules=rules).groupBy(*group).agg(F.count(F.lit(1)).alias("__removed"))
+    moved = added.join(removed, group, "full")
+    after = identifier_group_sizes(live, rules=rules, values=moved).withColumnRenamed("count", "__after")
+    size_after = F.coalesce(F.col("__after"), F.lit(0))
+    size_before = size_after - F.coalesce(F.col("__added"), F.lit(0)) + F.coalesce(F.col("__removed"), F.lit(0))
+    limit = group_size_limit(rules)
+    flipped = moved.join(after, group, "left").filter((size_before > limit) != (size_after > limit))
+    holders = identifier_values(live, rules=rules).join(flipped.select(*group), group, "left_semi")
+    return holders.select(S.RECORD_KEY).distinct()
 
 
 def _write_lineage(ctx: RunContext, lineage: DataFrame, *, base_version: int | None, now) -> None:
@@ -634,15 +735,10 @@ def _merge_changes(
 
     Rows of ``current`` missing from ``rows`` are deleted; identical rows are not rewritten.
     """
-    changes = changed_rows(rows, current.select(*schema.fieldNames()), keys=keys).cache()
-    try:
-        ctx.store.create_if_missing(table, schema)
-        if changes.first() is None:
-            metrics = MergeMetrics(inserted=0, updated=0, deleted=0)
-        else:
-            metrics = ctx.store.merge(table, changes, keys=keys, delete_flag=DELETE_FLAG)
-    finally:
-        changes.unpersist()
+    changes = changed_rows(rows, current.select(*schema.fieldNames()), keys=keys)
+    ctx.store.create_if_missing(table, schema)
+    # An empty MERGE commits nothing, so a run without changes leaves the table's version alone.
+    metrics = ctx.store.merge(table, changes, keys=keys, delete_flag=DELETE_FLAG)
     ctx.summary.rows_written[table] = metrics.total
     ctx.written(table)
     return metrics

@@ -253,7 +253,9 @@ def score_candidates(
     """Generate and score candidate pairs.
 
     With ``changed`` (a subset of ``records``), only pairs involving a changed record are
-    produced: changed x all live records plus changed x changed, using the same rules.
+    produced, with the same rules: one Splink pass blocks changed x all live records, then
+    self-pairs are dropped and a pair of two changed records (found in both orders) is kept
+    once.
 
     Output: ``record_key_l < record_key_r``, ``rule`` (identifier rule name or ``model``),
     ``match_probability``, ``match_weight``, ``comparison_levels``.
@@ -282,17 +284,16 @@ def score_candidates(
         pairs = scored.as_spark_dataframe()
     else:
         changed_table = db_api.register(model_inputs(changed, config))
-        unchanged_table = db_api.register(inputs.join(changed.select(RECORD_KEY), RECORD_KEY, "left_anti"))
-        within = linker.inference.predict_within(
-            changed_table, blocking_rules_to_generate_predictions=blocking, warning_mode="never"
-        ).as_spark_dataframe()
         between = linker.inference.predict_between(
-            changed_table,
-            unchanged_table,
-            blocking_rules_to_generate_predictions=blocking,
-            warning_mode="never",
+            changed_table, table, blocking_rules_to_generate_predictions=blocking, warning_mode="never"
         ).as_spark_dataframe()
-        pairs = within.unionByName(between, allowMissingColumns=True)
+        left, right = F.col(f"{RECORD_KEY}_l"), F.col(f"{RECORD_KEY}_r")
+        changed_right = changed.select(F.col(RECORD_KEY).alias("__changed_r"), F.lit(True).alias("__both"))
+        pairs = (
+            between.join(changed_right, right == F.col("__changed_r"), "left")
+            .filter((left != right) & (F.col("__both").isNull() | (left < right)))
+            .drop("__changed_r", "__both")
+        )
     rule_name = F.lit(MODEL_RULE)
     for index, name in reversed(list(enumerate(rule_names))):
         rule_name = F.when(F.col("match_key").cast("int") == index, F.lit(name)).otherwise(rule_name)

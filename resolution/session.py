@@ -58,6 +58,10 @@ def get_spark_session(
             extra_conf=extra_conf or {},
         )
     register_similarity_functions(spark)
+    # Constraint propagation hits a Spark 4.2 optimizer bug on unions over localCheckpoint-ed
+    # frames ("key not found" in Union.rewriteConstraints), and on the wide plans of a run it
+    # mostly costs planning time. Turning it off changes no result.
+    spark.conf.set("spark.sql.constraintPropagation.enabled", "false")
     if not has_checkpoint_dir(spark):
         spark.sparkContext.setCheckpointDir(
             checkpoint_dir or tempfile.mkdtemp(prefix="idr-checkpoints-")

@@ -31,6 +31,8 @@ RAW_ROW = "raw_row"
 REASON = "reason"
 SOURCE_KEY = "source_key"
 OPERATIONS = ("INSERT", "UPDATE", "DELETE")
+CHANGE = "change"
+UPSERT, DELETE, REJECT = "upsert", "delete", "reject"
 
 
 @dataclass(frozen=True)
@@ -45,17 +47,17 @@ class IngestedSource:
 
 @dataclass(frozen=True)
 class SourceChanges:
-    """What changed in one source since the last committed run.
+    """What changed in one source since the last committed run, as one frame.
 
-    ``changed``: new or updated records (raw attribute values, with ``row_hash``);
-    ``deleted``: ``record_key`` of records that are gone; ``rejected``: rows not ingested;
-    ``complete``: True when the whole source was read, so ``rejected`` is its full set.
+    ``changes`` has one row per upserted record (``change`` = ``upsert``: record columns and
+    ``row_hash``), per deleted record (``delete``: ``record_key``) and per rejected input row
+    (``reject``: ``source_id`` if any, ``reason``, ``raw_row``), so a run reads each source
+    once and materializes the whole capture in one step. ``complete``: True when the whole
+    source was read, so its rejections are its full set.
     """
 
     name: str
-    changed: DataFrame
-    deleted: DataFrame
-    rejected: DataFrame
+    changes: DataFrame
     version: str | None
     complete: bool
 
@@ -154,27 +156,24 @@ def validate_rows(raw: DataFrame, source: SourceConfig, *, attributes: list[str]
             F.col("__operation_time").isNull(),
             F.lit(f"missing or unparseable operation time in {source.operation_time_column!r}"),
         )
-    checked = prepared.withColumn(REASON, reason)
-    valid = checked.filter(F.col(REASON).isNull())
-    if source.change_tracking == "audit":
-        current = _latest_audit_state(valid)
-        duplicates = None
-    else:
-        counted = valid.withColumn("__key_rows", F.count(F.lit(1)).over(Window.partitionBy(SOURCE_ID)))
-        current = counted.filter(F.col("__key_rows") == 1)
-        duplicates = counted.filter(F.col("__key_rows") > 1).withColumn(
-            REASON,
+    if source.change_tracking != "audit":
+        # A key held by more than one otherwise valid row: all copies are rejected. Counted
+        # over the same pass as the other checks, so the source is read once.
+        copies = F.count(F.when(reason.isNull(), F.lit(1))).over(Window.partitionBy(SOURCE_ID))
+        reason = reason.when(
+            copies > 1,
             F.concat(
                 F.lit("duplicate key '"),
                 F.col(SOURCE_ID),
                 F.lit("' appears "),
-                F.col("__key_rows").cast("string"),
+                copies.cast("string"),
                 F.lit(f" times in source {source.name!r}; all copies rejected"),
             ),
         )
+    checked = prepared.withColumn(REASON, reason)
+    valid = checked.filter(F.col(REASON).isNull())
+    current = _latest_audit_state(valid) if source.change_tracking == "audit" else valid
     rejected = checked.filter(F.col(REASON).isNotNull())
-    if duplicates is not None:
-        rejected = rejected.unionByName(duplicates.select(*checked.columns))
     records = current.select(
         F.lit(source.name).alias(SOURCE),
         SOURCE_ID,
@@ -229,34 +228,64 @@ def _record_key(source_id: Column, source: SourceConfig) -> Column:
     return F.concat_ws(":", F.lit(source.name), source_id)
 
 
-def diff_snapshot(
-    current: IngestedSource, previous: DataFrame, source: SourceConfig
-) -> tuple[DataFrame, DataFrame]:
-    """Compare a source's full current state with its last ingested state (row hash per key).
+def _upserts(records: DataFrame, source: SourceConfig) -> DataFrame:
+    return records.withColumn(RECORD_KEY, _record_key(F.col(SOURCE_ID), source)).withColumn(
+        CHANGE, F.lit(UPSERT)
+    )
 
-    ``previous`` has ``record_key, row_hash`` of this source's committed records. Returns
-    (changed records, deleted record keys).
+
+def _deletes(record_keys: DataFrame, source: SourceConfig) -> DataFrame:
+    return record_keys.select(RECORD_KEY, F.lit(source.name).alias(SOURCE), F.lit(DELETE).alias(CHANGE))
+
+
+def _rejects(rejected: DataFrame) -> DataFrame:
+    return rejected.select(
+        SOURCE, F.col(SOURCE_KEY).alias(SOURCE_ID), REASON, RAW_ROW, F.lit(REJECT).alias(CHANGE)
+    )
+
+
+def _change_frame(upserts: DataFrame, deletes: DataFrame, rejects: DataFrame) -> DataFrame:
+    """Upserts, deletes and rejections of one source as one frame with a ``change`` column."""
+    return upserts.unionByName(deletes, allowMissingColumns=True).unionByName(
+        rejects, allowMissingColumns=True
+    )
+
+
+def diff_snapshot(
+    current: IngestedSource, previous: DataFrame, source: SourceConfig, *, full: bool = False
+) -> DataFrame:
+    """Compare a source's current state with its last ingested state (row hash per key).
+
+    ``previous`` has ``record_key, row_hash`` of this source's committed records. Returns the
+    change frame (see :class:`SourceChanges`): new or changed records, vanished keys and the
+    rejected rows. With ``full``, every current record counts as changed.
     """
     keyed = current.records.withColumn(RECORD_KEY, _record_key(F.col(SOURCE_ID), source))
     before = previous.select(RECORD_KEY, F.col(ROW_HASH).alias("__previous_hash"))
-    changed = (
-        keyed.join(before, RECORD_KEY, "left")
-        .filter(F.col("__previous_hash").isNull() | (F.col("__previous_hash") != F.col(ROW_HASH)))
-        .drop(RECORD_KEY, "__previous_hash")
+    compared = keyed.join(before, RECORD_KEY, "full")
+    is_upsert = F.col(SOURCE_ID).isNotNull() & (
+        F.lit(full)
+        | F.col("__previous_hash").isNull()
+        | (F.col("__previous_hash") != F.col(ROW_HASH))
     )
-    deleted = before.join(keyed.select(RECORD_KEY), RECORD_KEY, "left_anti").select(RECORD_KEY)
-    return changed, deleted
+    upserts = compared.filter(is_upsert).select(*current.records.columns).transform(
+        lambda records: _upserts(records, source)
+    )
+    deletes = compared.filter(F.col(SOURCE_ID).isNull()).transform(lambda keys: _deletes(keys, source))
+    return _change_frame(upserts, deletes, _rejects(current.rejected))
 
 
-def read_change_feed(
-    store: DeltaStore, source: SourceConfig, *, after_version: int, attributes: list[str]
-) -> tuple[IngestedSource, DataFrame]:
-    """Changes of a Delta source since ``after_version``: the latest change per key wins.
+def reduce_change_feed(
+    feed: DataFrame, source: SourceConfig, *, after_version: int, attributes: list[str]
+) -> DataFrame:
+    """Changes of a Delta source after ``after_version``: the latest change per key wins.
 
-    Returns (upserted rows validated like a snapshot, deleted record keys).
+    ``feed`` has the source's columns plus Delta's ``_change_type`` and ``_commit_version``
+    (a ``load_cdf`` read or a streamed micro-batch). Returns the change frame.
     """
-    feed = store.read_location_changes(source.location, starting_version=after_version + 1)
-    feed = feed.filter(F.col("_change_type") != "update_preimage")
+    feed = feed.filter(
+        (F.col("_change_type") != "update_preimage") & (F.col("_commit_version") > after_version)
+    )
     key = F.trim(F.col(source.key).cast("string"))
     latest = feed.withColumn(
         "__rank",
@@ -267,7 +296,7 @@ def read_change_feed(
         ),
     ).filter(F.col("__rank") == 1)
     source_columns = [c for c in feed.columns if not c.startswith("_change") and not c.startswith("_commit")]
-    upserts = validate_rows(
+    upserted = validate_rows(
         latest.filter(F.col("_change_type") != "delete").select(*[F.col(f"`{c}`") for c in source_columns]),
         source,
         attributes=attributes,
@@ -275,7 +304,9 @@ def read_change_feed(
     deleted = latest.filter((F.col("_change_type") == "delete") & key.isNotNull()).select(
         _record_key(key, source).alias(RECORD_KEY)
     )
-    return upserts, deleted
+    return _change_frame(
+        _upserts(upserted.records, source), _deletes(deleted, source), _rejects(upserted.rejected)
+    )
 
 
 def capture_changes(
@@ -286,6 +317,7 @@ def capture_changes(
     previous: DataFrame,
     versions: dict[str, str],
     full: bool,
+    feeds: dict[str, DataFrame] | None = None,
 ) -> list[SourceChanges]:
     """Per source, what changed since the last committed run.
 
@@ -294,41 +326,80 @@ def capture_changes(
     version reads only its change feed; every other source is read whole and compared with
     ``previous`` (``snapshot``; ``audit`` first reduces events to the latest state per key).
     With ``full``, change feeds are not used and every current record counts as changed.
+
+    ``feeds`` (streaming): new rows per source name, from a micro-batch; only those sources
+    are captured. A ``delta_cdf`` feed holds change-feed rows; an ``audit`` feed holds new
+    events, and the keys it names are re-resolved from the whole audit table, so late and
+    duplicate events are handled exactly as in a batch run.
     """
     captured = []
     for source in config.sources:
         own_previous = previous.filter(F.col(SOURCE) == source.name)
-        version = source_version(source, store=store)
         last = versions.get(source.name)
+        if feeds is not None:
+            if source.name in feeds:
+                captured.append(
+                    _capture_feed(spark, config, source, feeds[source.name], store=store,
+                                  previous=own_previous, last=last)
+                )
+            continue
+        version = source_version(source, store=store)
         if source.change_tracking == "delta_cdf" and not full and last is not None:
-            upserts, deleted = read_change_feed(
-                store, source, after_version=int(last), attributes=config.attributes
-            )
-            captured.append(
-                SourceChanges(source.name, upserts.records, deleted, upserts.rejected, version, False)
-            )
+            feed = store.read_location_changes(source.location, starting_version=int(last) + 1)
+            changes = reduce_change_feed(feed, source, after_version=int(last), attributes=config.attributes)
+            captured.append(SourceChanges(source.name, changes, version, False))
             continue
         raw = read_source(spark, source, store=store)
         check_source_columns(raw, source, config_file=config.path)
         current = validate_rows(raw, source, attributes=config.attributes)
-        changed, deleted = diff_snapshot(current, own_previous, source)
-        captured.append(
-            SourceChanges(
-                source.name,
-                current.records if full else changed,
-                deleted,
-                current.rejected,
-                version,
-                True,
-            )
-        )
+        changes = diff_snapshot(current, own_previous, source, full=full)
+        captured.append(SourceChanges(source.name, changes, version, True))
     return captured
+
+
+def _capture_feed(
+    spark: SparkSession,
+    config: Config,
+    source: SourceConfig,
+    feed: DataFrame,
+    *,
+    store: DeltaStore,
+    previous: DataFrame,
+    last: str | None,
+) -> SourceChanges:
+    """The changes a streamed micro-batch of ``source`` brings (see :func:`capture_changes`)."""
+    if source.change_tracking == "delta_cdf":
+        after = int(last) if last is not None else -1
+        newest = feed.agg(F.max("_commit_version")).first()[0]
+        version = str(max(after, newest)) if newest is not None else last
+        changes = reduce_change_feed(feed, source, after_version=after, attributes=config.attributes)
+        return SourceChanges(source.name, changes, version, False)
+    if source.change_tracking != "audit":
+        raise ConfigError(
+            config.path,
+            f"sources[{source.name}].change_tracking",
+            "a streamed source must be 'audit' or 'delta_cdf' (a snapshot has no change events)",
+        )
+    check_source_columns(feed, source, config_file=config.path)
+    fed = validate_rows(feed, source, attributes=config.attributes)
+    key = F.trim(F.col(source.key).cast("string"))
+    keys = feed.select(key.alias("__key")).filter(F.col("__key").isNotNull() & (F.col("__key") != "")).distinct()
+    raw = read_source(spark, source, store=store)
+    check_source_columns(raw, source, config_file=config.path)
+    events = raw.join(keys, key == F.col("__key"), "left_semi")
+    resolved = validate_rows(events, source, attributes=config.attributes)
+    # Only the fed keys are compared: every other committed record is untouched.
+    before = previous.join(
+        keys.select(_record_key(F.col("__key"), source).alias(RECORD_KEY)), RECORD_KEY, "left_semi"
+    )
+    current = IngestedSource(source.name, resolved.records, fed.rejected, None)
+    return SourceChanges(source.name, diff_snapshot(current, before, source), source_version(source, store=store), False)
 
 
 def ingest_sources(
     spark: SparkSession, config: Config, *, store: DeltaStore
 ) -> list[IngestedSource]:
-    """Read and validate every configured source (full state; change capture builds on this)."""
+    """Read and validate every configured source (full state, for training)."""
     ingested = []
     for source in config.sources:
         raw = read_source(spark, source, store=store)

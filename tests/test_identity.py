@@ -13,7 +13,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from resolution.identity import assign_entity_ids
+from resolution.identity import assign_entity_ids, id_events
 
 CLUSTERED = StructType(
     [
@@ -46,9 +46,10 @@ def _clustered(spark, rows):
 
 
 def _assign(spark, rows, previous=()):
-    membership, lineage = assign_entity_ids(
-        _clustered(spark, rows), spark.createDataFrame(list(previous), PREVIOUS)
-    )
+    clustered = _clustered(spark, rows)
+    old = spark.createDataFrame(list(previous), PREVIOUS)
+    membership = assign_entity_ids(clustered, old)
+    lineage = id_events(clustered, old, membership)
     members = {row.record_key: (row.entity_id, row.is_primary) for row in membership.collect()}
     events = sorted((row.entity_id, row.other_entity_id, row.event) for row in lineage.collect())
     return members, events

@@ -170,6 +170,27 @@ def test_remerging_identical_rows_changes_nothing(store, spark):
     assert_same_rows(store.read("people"), frame(spark, ROWS))
 
 
+def test_a_row_flagged_for_deletion_needs_only_its_key(store, spark):
+    strict = StructType([StructField("id", LongType(), False), StructField("name", StringType(), False)])
+    store.create_if_missing("strict", strict)
+    store.merge("strict", spark.createDataFrame([(1, "a"), (2, "b")], strict), keys=["id"])
+    flagged_schema = StructType(
+        [StructField("id", LongType()), StructField("name", StringType()), StructField("gone", BooleanType())]
+    )
+    deletes = spark.createDataFrame([(1, None, True)], flagged_schema)
+    assert store.merge("strict", deletes, keys=["id"], delete_flag="gone") == MergeMetrics(0, 0, 1)
+    assert [tuple(row) for row in store.read("strict").collect()] == [(2, "b")]
+
+
+def test_merging_nothing_commits_nothing(store, spark):
+    store.append("people", frame(spark, ROWS))
+    version = store.version("people")
+    empty = frame(spark, [], FLAGGED_SCHEMA)
+    assert store.merge("people", empty, keys=["id"], delete_flag="is_deleted") == MergeMetrics(0, 0, 0)
+    assert store.version("people") == version
+    assert_same_rows(store.read("people"), frame(spark, ROWS))
+
+
 def test_merge_with_wrong_columns_names_them(store, spark):
     store.append("people", frame(spark, ROWS))
     wrong = frame(spark, ROWS).drop("score").withColumn("nickname", F.lit("x"))

@@ -133,6 +133,16 @@ class DeltaStore(ABC):
         """The change data feed of a Delta source from ``starting_version`` (empty past the end)."""
 
     @abstractmethod
+    def read_location_change_stream(
+        self, location: str, *, starting_version: int, max_versions_per_trigger: int | None = None
+    ) -> DataFrame:
+        """A streaming DataFrame of a Delta source's change feed from ``starting_version``.
+
+        Columns: the source's plus ``_change_type``, ``_commit_version``, ``_commit_timestamp``.
+        Supports ``Trigger.AvailableNow``; a restarted query resumes from its checkpoint.
+        """
+
+    @abstractmethod
     def location_version(self, location: str) -> int | None:
         """The latest version of a Delta table outside this store (recorded per run)."""
 
@@ -162,7 +172,8 @@ class DeltaStore(ABC):
         Unmatched source rows are inserted; a matched row is rewritten only when a non-key column
         differs (null-safe), so re-merging the same rows changes nothing. When ``delete_flag``
         names a boolean column of ``df``, matched rows flagged true are deleted and flagged rows
-        are never inserted; the flag is not stored. Creates the table if missing.
+        are never inserted; the flag is not stored, and a flagged row needs only its keys. Creates the table if missing. An empty
+        ``df`` commits nothing (the table's version does not move).
         """
 
     @abstractmethod

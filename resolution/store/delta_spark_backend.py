@@ -144,6 +144,10 @@ class DeltaSparkStore(DeltaStore):
         # Explicit column maps instead of updateAll/insertAll: with schema auto-merge on (common
         # on Databricks) those would add the delete flag column to the table.
         assignments = {_quoted(c): f"{SOURCE_ALIAS}.{_quoted(c)}" for c in columns}
+        df = df.persist()  # computed once for the emptiness check and the MERGE
+        if df.isEmpty():  # nothing to merge: no commit at all (a re-run must write nothing)
+            df.unpersist()
+            return MergeMetrics(inserted=0, updated=0, deleted=0)
 
         def attempt() -> MergeMetrics:
             before = self.version(table)
@@ -169,7 +173,10 @@ class DeltaSparkStore(DeltaStore):
                 raise
             return self._merge_metrics(table, result, before)
 
-        metrics = self._retry_on_conflict(table, attempt, _CONFLICTS)
+        try:
+            metrics = self._retry_on_conflict(table, attempt, _CONFLICTS)
+        finally:
+            df.unpersist()
         self._log_write("merged", table, metrics)
         return metrics
 
@@ -215,6 +222,16 @@ class DeltaSparkStore(DeltaStore):
             return self.spark.createDataFrame([], schema)
         reader = self._reader().option("readChangeFeed", "true")
         reader = reader.option("startingVersion", starting_version)
+        return reader.load(location) if _is_path(location) else reader.table(location)
+
+    def read_location_change_stream(
+        self, location: str, *, starting_version: int, max_versions_per_trigger: int | None = None
+    ) -> DataFrame:
+        """Delta's own streaming source with ``readChangeFeed``."""
+        reader = self.spark.readStream.format("delta").option("readChangeFeed", "true")
+        reader = reader.option("startingVersion", starting_version)
+        if max_versions_per_trigger:
+            reader = reader.option("maxFilesPerTrigger", max_versions_per_trigger)
         return reader.load(location) if _is_path(location) else reader.table(location)
 
     def _delta_table(self, table: str) -> DeltaTable:

@@ -8,7 +8,7 @@ supported; catalog tables need the delta-spark backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -16,7 +16,14 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxFiles,
+    SupportsTriggerAvailableNow,
+)
 from pyspark.sql.types import StructType
 
 from resolution.store.base import (
@@ -172,9 +179,13 @@ class DeltaLakeStore(DeltaStore):
         table_schema = self._arrow_schema(self._open(table))
         self._check_merge_columns(table, df, table_schema.names, keys, delete_flag)
         flag_fields = [pa.field(delete_flag, pa.bool_())] if delete_flag else []
+        # Every source column nullable: a row flagged for deletion carries only its keys.
+        source_fields = [field.with_nullable(True) for field in table_schema]
         source = self._to_arrow(
-            table, df, pa.schema([*table_schema, *flag_fields]), check_columns=False
+            table, df, pa.schema([*source_fields, *flag_fields]), check_columns=False
         )
+        if source.num_rows == 0:  # nothing to merge: no commit at all
+            return MergeMetrics(inserted=0, updated=0, deleted=0)
         changed = changed_predicate(spark_schema_for(table_schema), keys)
         except_cols = [delete_flag] if delete_flag else None
 
@@ -251,6 +262,32 @@ class DeltaLakeStore(DeltaStore):
             changes = pa.table(reader).select(schema.names).cast(schema)
         return self.spark.createDataFrame(changes, schema=spark_schema_for(schema))
 
+    def read_location_change_stream(
+        self, location: str, *, starting_version: int, max_versions_per_trigger: int | None = None
+    ) -> DataFrame:
+        """A streaming read of a Delta source's change feed, through a Python data source.
+
+        Spark has no Delta streaming source without Delta's JVM package, so the offsets are
+        Delta versions and each micro-batch reads its versions' changes with delta-rs.
+        """
+        dt = self._open_location(location)
+        if dt.metadata().configuration.get(CHANGE_DATA_FEED_PROPERTY, "false").lower() != "true":
+            raise StoreError(
+                f"Delta source {location} does not have the change data feed on: set table "
+                f"property {CHANGE_DATA_FEED_PROPERTY} = true to stream it"
+            )
+        schema = spark_schema_for(pa.schema([*self._arrow_schema(dt), *_CHANGE_FIELDS]))
+        self.spark.dataSource.register(DeltaChangeFeedSource)
+        reader = (
+            self.spark.readStream.format(DeltaChangeFeedSource.name())
+            .schema(schema)
+            .option("path", dt.table_uri)
+            .option("startingVersion", str(starting_version))
+        )
+        if max_versions_per_trigger:
+            reader = reader.option("maxVersionsPerTrigger", str(max_versions_per_trigger))
+        return reader.load()
+
     def _open(self, table: str) -> DeltaTable:
         """A fresh snapshot of ``table``; every commit attempt starts from one."""
         try:
@@ -275,3 +312,73 @@ class DeltaLakeStore(DeltaStore):
             return df.select(*[F.col(f"`{name}`") for name in schema.names]).toArrow().cast(schema)
         except (ValueError, NotImplementedError) as error:  # Arrow's cast errors subclass these
             raise StoreError(f"rows do not fit the schema of table {table}: {error}") from error
+
+
+class _VersionRange(InputPartition):
+    """The Delta versions one micro-batch reads, inclusive."""
+
+    def __init__(self, first: int, last: int) -> None:
+        super().__init__((first, last))
+        self.first, self.last = first, last
+
+
+class DeltaChangeFeedReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    """Offsets are ``{"version": v}``, the last Delta version a micro-batch has read."""
+
+    def __init__(self, options: Mapping[str, str], schema: StructType) -> None:
+        # ``options`` is Spark's case-insensitive map: look keys up in it, never in a dict copy.
+        self.path = options["path"]
+        self.starting_version = int(options.get("startingVersion", "0"))
+        self.max_versions = int(options.get("maxVersionsPerTrigger", "0")) or None
+        self.schema = schema
+        self.target_version: int | None = None
+
+    def initialOffset(self) -> dict:  # noqa: N802 - the PySpark data source API
+        return {"version": self.starting_version - 1}
+
+    def prepareForTriggerAvailableNow(self) -> None:  # noqa: N802
+        self.target_version = DeltaTable(self.path).version()
+
+    def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802
+        # Spark's limits count rows, files or bytes: a Delta version counts as one "file" here.
+        return ReadMaxFiles(self.max_versions) if self.max_versions else ReadAllAvailable()
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:  # noqa: N802
+        latest = DeltaTable(self.path).version()
+        if self.target_version is not None:
+            latest = min(latest, self.target_version)
+        if isinstance(limit, ReadMaxFiles):
+            latest = min(latest, start["version"] + limit.max_files)
+        return {"version": max(latest, start["version"])}
+
+    def partitions(self, start: dict, end: dict) -> list[InputPartition]:
+        if end["version"] <= start["version"]:
+            return []
+        return [_VersionRange(start["version"] + 1, end["version"])]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, _VersionRange)
+        target = arrow_schema_for(self.schema)
+        changes = DeltaTable(self.path).load_cdf(
+            starting_version=partition.first, ending_version=partition.last
+        )
+        yield from pa.table(changes).select(target.names).cast(target).to_batches()
+
+
+class DeltaChangeFeedSource(DataSource):
+    """``spark.readStream.format("idr_delta_changes")``: a Delta table's change feed via delta-rs.
+
+    Options: ``path``, ``startingVersion`` (first version read), ``maxVersionsPerTrigger``.
+    The schema must be given (the table's columns plus ``_change_type``, ``_commit_version``,
+    ``_commit_timestamp``); :meth:`DeltaLakeStore.read_location_change_stream` does so.
+    """
+
+    @classmethod
+    def name(cls) -> str:
+        return "idr_delta_changes"
+
+    def schema(self) -> StructType:
+        raise StoreError("idr_delta_changes needs an explicit schema: use read_location_change_stream")
+
+    def streamReader(self, schema: StructType) -> DataSourceStreamReader:  # noqa: N802
+        return DeltaChangeFeedReader(self.options, schema)
