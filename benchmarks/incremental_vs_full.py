@@ -77,19 +77,24 @@ def apply_changes(data: Path, fraction: float, *, seed: int, delta: bool) -> dic
             continue
         table = DeltaTable(str(data / Path(name).stem))
         frame = table.to_pandas()
-        new = changed_frame(frame, fraction, rng)
-        key = frame.columns[0]
-        differs = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in frame.columns if c != key)
-        (
-            table.merge(pa.Table.from_pandas(new, preserve_index=False), f"t.{key} = s.{key}",
-                        source_alias="s", target_alias="t")
-            .when_matched_update_all(predicate=differs)
-            .when_not_matched_insert_all()
-            .when_not_matched_by_source_delete()
-            .execute()
-        )
+        replace_content(table, changed_frame(frame, fraction, rng))
         counts[name] = int(len(frame) * fraction)
     return counts
+
+
+def replace_content(table: DeltaTable, new: pd.DataFrame) -> None:
+    """One Delta MERGE that makes ``table`` hold ``new`` (keyed by its first column): only rows
+    that differ are updated, so the change data feed holds just the changes."""
+    key = new.columns[0]
+    differs = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in new.columns if c != key)
+    (
+        table.merge(pa.Table.from_pandas(new, preserve_index=False), f"t.{key} = s.{key}",
+                    source_alias="s", target_alias="t")
+        .when_matched_update_all(predicate=differs)
+        .when_not_matched_insert_all()
+        .when_not_matched_by_source_delete()
+        .execute()
+    )
 
 
 def rows_rewritten(warehouse: Path, before: dict[str, int]) -> int:

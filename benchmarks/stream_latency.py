@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from deltalake import DeltaTable
-from incremental_vs_full import changed_frame, to_delta
+from incremental_vs_full import changed_frame, replace_content, to_delta
 
 from resolution.config import load_config
 from resolution.generate import write_sources
@@ -41,15 +40,7 @@ def commit_changes(table_path: Path, rows: int, rng: np.random.Generator) -> Non
     new = changed_frame(frame, rows / len(frame), rng)
     key = frame.columns[0]
     new.loc[new[key].str.startswith("NEW"), key] += f"-{time.time_ns()}"  # fresh keys each commit
-    differs = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in frame.columns if c != key)
-    (
-        table.merge(pa.Table.from_pandas(new, preserve_index=False), f"t.{key} = s.{key}",
-                    source_alias="s", target_alias="t")
-        .when_matched_update_all(predicate=differs)
-        .when_not_matched_insert_all()
-        .when_not_matched_by_source_delete()
-        .execute()
-    )
+    replace_content(table, new)
 
 
 def main() -> None:
