@@ -1,4 +1,4 @@
-"""The ``idr`` command: ``idr run``, ``idr stream``, ``idr train``, ``idr show``, ``idr generate``."""
+"""The ``idr`` command: ``run``, ``stream``, ``train``, ``show``, ``generate``, ``evaluate``."""
 
 from __future__ import annotations
 
@@ -62,10 +62,30 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--table", default="resolved_membership", help="output table name")
     show.add_argument("--limit", type=int, default=20, help="rows to print")
 
+    evaluate = commands.add_parser(
+        "evaluate", help="score resolved_membership against ground truth (pairwise, B-cubed)"
+    )
+    evaluate.add_argument("--config", required=True, help="pipeline YAML naming the warehouse")
+    evaluate.add_argument(
+        "--truth", required=True, help="truth CSV, Parquet or Delta folder, or table (record key -> person id)"
+    )
+    evaluate.add_argument("--truth-key", default="record_key", help="truth column of record keys (source:id)")
+    evaluate.add_argument("--truth-id", default="person_id", help="truth column of true person ids")
+    evaluate.add_argument(
+        "--output", default="reports/evaluation", help="folder for evaluation.json, .md and the chart"
+    )
+    evaluate.add_argument("--title", help="report title (default: the config file name)")
+
     generate = commands.add_parser("generate", help="write synthetic multi-source people with truth")
     generate.add_argument("--people", type=int, default=2000, help="number of distinct people")
     generate.add_argument("--seed", type=int, default=7, help="random seed (same seed, same output)")
     generate.add_argument("--output", required=True, help="folder for the CSV files and truth.csv")
+    generate.add_argument(
+        "--batches", type=int, default=0, help="write the state after this many change batches (default 0)"
+    )
+    generate.add_argument(
+        "--change-fraction", type=float, default=0.01, help="share of records each change batch touches"
+    )
     return parser
 
 
@@ -76,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "generate":
         from resolution.generate import write_sources
 
-        counts = write_sources(args.people, args.output, seed=args.seed)
+        counts = write_sources(
+            args.people, args.output, seed=args.seed, batches=args.batches, change_fraction=args.change_fraction
+        )
         print(f"wrote {args.output}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
         return 0
     try:
@@ -104,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "stream":
         return _stream(spark, config, args)
 
+    if args.command == "evaluate":
+        return _evaluate(spark, config, args)
+
     from resolution.pipeline import PipelineBusyError, describe_error, run_pipeline
 
     try:
@@ -120,6 +145,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run failed: {describe_error(error)}", file=sys.stderr)
         return 1
     return 0 if summary.status == "SUCCEEDED" else 1
+
+
+def _evaluate(spark, config, args) -> int:
+    from pathlib import Path
+
+    from resolution.evaluation import (
+        EvaluationError,
+        evaluate_warehouse,
+        summary_markdown,
+        write_report,
+    )
+
+    try:
+        evaluation = evaluate_warehouse(
+            spark, config, truth=args.truth, truth_key=args.truth_key, truth_id=args.truth_id
+        )
+    except EvaluationError as error:
+        print(f"evaluation error: {error}", file=sys.stderr)
+        return 2
+    title = args.title or Path(config.path).name
+    paths = write_report(evaluation, args.output, title=title)
+    print(summary_markdown(evaluation, title=title), end="")
+    print("report: " + ", ".join(str(path) for path in paths.values()))
+    return 0
 
 
 def _stream(spark, config, args) -> int:

@@ -16,7 +16,7 @@ import yaml
 CHANGE_TRACKING_MODES = ("snapshot", "delta_cdf", "audit")
 SOURCE_FORMATS = ("delta", "parquet", "csv", "table")
 ATTRIBUTE_KINDS = ("email", "phone", "name", "date", "address", "postcode", "id", "text")
-COMPARISON_KINDS = ("name", "email", "phone", "date", "postcode", "address", "exact")
+COMPARISON_KINDS = ("name", "email", "phone", "date", "postcode", "address", "code", "exact")
 SURVIVORSHIP_RULES = ("source_priority", "most_recent", "most_frequent")
 STORAGE_BACKENDS = ("auto", "embedded", "jvm")
 
@@ -97,6 +97,10 @@ class TrainingConfig:
     seed: int = 42
     em_blocking_rules: tuple[tuple[str, ...], ...] = ()
     probability_two_random_records_match: float | None = None
+    # rules that find most true pairs and few false ones, for estimating the prior (default: the
+    # identifier rules), and the share of true pairs they are believed to find
+    prior_rules: tuple[tuple[str, ...], ...] = ()
+    prior_recall: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,8 @@ def _parse_matching(section: _Section, attributes: set[str]) -> MatchingConfig:
     training = TrainingConfig()
     if training_section is not None:
         training_section.check_keys(
-            {"max_pairs", "seed", "em_blocking_rules", "probability_two_random_records_match"}
+            {"max_pairs", "seed", "em_blocking_rules", "probability_two_random_records_match",
+             "prior_rules", "prior_recall"}
         )
         training = TrainingConfig(
             max_pairs=training_section.get("max_pairs", float, 1e6),
@@ -323,7 +328,11 @@ def _parse_matching(section: _Section, attributes: set[str]) -> MatchingConfig:
             probability_two_random_records_match=training_section.get(
                 "probability_two_random_records_match", float, None
             ),
+            prior_rules=training_section.rules("prior_rules"),
+            prior_recall=training_section.get("prior_recall", float, 0.8),
         )
+        if not 0 < training.prior_recall <= 1:
+            training_section.fail("must be in (0, 1]", "prior_recall")
     return MatchingConfig(
         model=section.get("model", str),
         comparisons=comparisons,

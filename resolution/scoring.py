@@ -90,6 +90,8 @@ def _comparison(attribute: str, kind: str):
         return cl.LevenshteinAtThresholds(attribute, [1, 2])
     if kind == "address":
         return cl.JaroWinklerAtThresholds(attribute, [0.95, 0.85])
+    if kind == "code":  # an id typed by hand: exact, one or two edits away
+        return cl.LevenshteinAtThresholds(attribute, [1, 2])
     return cl.ExactMatch(attribute)
 
 
@@ -147,6 +149,9 @@ def train_model(
 
     training = config.matching.training
     db_api = _spark_api(spark)
+    # Splink refuses to register a name twice: a second training in the same session (a
+    # notebook, or one job training several models) would fail on the first one's view
+    spark.catalog.dropTempView("training_records")
     table = db_api.register(model_inputs(records, config), dataset_display_name="training_records")
     settings = settings_for(config)
     if training.probability_two_random_records_match is not None:
@@ -154,10 +159,12 @@ def train_model(
             training.probability_two_random_records_match
         )
     linker = Linker(table, settings, log_level=logging.WARNING)
-    if training.probability_two_random_records_match is None and config.identifiers:
+    prior_rules = [
+        " AND ".join(f"l.{column} = r.{column}" for column in rule) for rule in training.prior_rules
+    ] or [f"l.{rule.attribute} = r.{rule.attribute}" for rule in config.identifiers]
+    if training.probability_two_random_records_match is None and prior_rules:
         linker.training.estimate_probability_two_random_records_match(
-            [f"l.{rule.attribute} = r.{rule.attribute}" for rule in config.identifiers],
-            recall=0.8,
+            prior_rules, recall=training.prior_recall
         )
     linker.training.estimate_u_using_random_sampling(
         max_pairs=training.max_pairs, seed=training.seed

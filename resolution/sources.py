@@ -8,6 +8,7 @@ later audit event of the same key, or lands in ``rejected_records`` with its rea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -73,6 +74,19 @@ def read_source(spark: SparkSession, source: SourceConfig, *, store: DeltaStore)
         # every column as a string: parsing is ours, so a bad value is a counted issue, not a crash
         return reader.option("header", "true").option("inferSchema", "false").csv(source.location)
     return reader.parquet(source.location)
+
+
+def read_truth(spark: SparkSession, location: str, *, store: DeltaStore) -> DataFrame:
+    """Read a ground-truth table for evaluation: a CSV file or folder (``*.csv``), a Delta
+    table folder, a Parquet file or folder, or a metastore table name (``schema.table``)."""
+    path = Path(location)
+    if path.suffix.lower() == ".csv" or (path.is_dir() and any(path.glob("*.csv"))):
+        return spark.read.option("header", "true").csv(location)
+    if (path / "_delta_log").is_dir():
+        return store.read_location(location)
+    if path.exists() or "/" in location or ":" in location:
+        return spark.read.parquet(location)
+    return spark.table(location)
 
 
 def source_version(source: SourceConfig, *, store: DeltaStore) -> str | None:

@@ -57,10 +57,21 @@ def fold_name(column: Column) -> Column:
     return F.when(folded != "", folded)
 
 
+GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+
+
 def standardize_email(column: Column) -> Column:
-    """Trim and lower-case; anything that is not shaped like an email becomes null."""
+    """Trim and lower-case, drop a ``+tag`` from the mailbox (plus addressing delivers
+    ``ann+shop@x`` to ``ann@x``), and for Gmail drop the dots it ignores and fold
+    ``googlemail.com`` into ``gmail.com``. Anything not shaped like an email becomes null."""
     email = F.lower(F.trim(column))
-    return F.when(email.rlike(EMAIL_PATTERN), email)
+    mailbox = F.regexp_replace(F.substring_index(email, "@", 1), r"\+.*$", "")
+    domain = F.substring_index(email, "@", -1)
+    gmail = domain.isin(*GMAIL_DOMAINS)
+    mailbox = F.when(gmail, F.regexp_replace(mailbox, r"\.", "")).otherwise(mailbox)
+    domain = F.when(gmail, F.lit("gmail.com")).otherwise(domain)
+    normalized = F.concat(mailbox, F.lit("@"), domain)
+    return F.when(email.rlike(EMAIL_PATTERN) & normalized.rlike(EMAIL_PATTERN), normalized)
 
 
 def standardize_text(column: Column) -> Column:

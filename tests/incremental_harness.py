@@ -80,31 +80,33 @@ class World:
 COLUMNS = {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone", "dob": "dob"}
 
 
-def pipeline_config(sources: list[dict], warehouse: Path, *, file: str) -> Config:
-    """A config over ``sources`` with email/phone identifier rules and the example model."""
-    return parse_config(
-        {
-            "phone_region": "GB",
-            "storage": {"warehouse": str(warehouse)},
-            "sources": sources,
-            "identifiers": [
-                {"name": "email", "attribute": "email", "max_group_size": 4},
-                {"name": "phone", "attribute": "phone", "max_group_size": 4},
-            ],
-            "matching": {
-                "model": str(REPO / "conf" / "models" / "example_model.json"),
-                "comparisons": {"first_name": "name", "last_name": "name", "email": "email",
-                                "phone": "phone", "dob": "date"},
-                "blocking_rules": [["last_name"]],
-            },
+def pipeline_document(sources: list[dict], warehouse: Path) -> dict:
+    """A config document over ``sources`` with email/phone identifier rules and the example model."""
+    return {
+        "phone_region": "GB",
+        "storage": {"warehouse": str(warehouse)},
+        "sources": sources,
+        "identifiers": [
+            {"name": "email", "attribute": "email", "max_group_size": 4},
+            {"name": "phone", "attribute": "phone", "max_group_size": 4},
+        ],
+        "matching": {
+            "model": str(REPO / "conf" / "models" / "example_model.json"),
+            "comparisons": {"first_name": "name", "last_name": "name", "email": "email",
+                            "phone": "phone", "dob": "date"},
+            "blocking_rules": [["last_name"]],
         },
-        file=file,
-    )
+    }
 
 
-def world_config(folder: Path, warehouse: Path) -> Config:
+def pipeline_config(sources: list[dict], warehouse: Path, *, file: str) -> Config:
+    """The parsed ``pipeline_document``."""
+    return parse_config(pipeline_document(sources, warehouse), file=file)
+
+
+def world_document(folder: Path, warehouse: Path) -> dict:
     """The world's two sources: a CRM snapshot and a KYC audit table."""
-    return pipeline_config(
+    return pipeline_document(
         [
             {"name": "crm", "format": "csv", "path": str(folder / "crm.csv"), "key": "id",
              "timestamp": "created", "priority": 1, "columns": COLUMNS},
@@ -113,8 +115,12 @@ def world_config(folder: Path, warehouse: Path) -> Config:
              "change_tracking": "audit", "operation_column": "op", "operation_time_column": "op_time"},
         ],
         warehouse,
-        file="world.yml",
     )
+
+
+def world_config(folder: Path, warehouse: Path) -> Config:
+    """The parsed ``world_document``."""
+    return parse_config(world_document(folder, warehouse), file="world.yml")
 
 
 def partition(spark, config: Config) -> dict[str, frozenset[str]]:

@@ -96,3 +96,18 @@ def test_missing_file_and_bad_yaml_are_config_errors(tmp_path):
     broken.write_text("sources: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(broken)
+
+
+def test_every_shipped_config_loads():
+    for path in sorted((EXAMPLE.parent).rglob("*.yml")):
+        load_config(path)
+    febrl = load_config(EXAMPLE.parent / "benchmarks" / "febrl4.yml")
+    assert febrl.identifiers == ()
+    assert febrl.matching.comparisons["ssn"] == "code"
+    assert febrl.matching.training.prior_rules == (("ssn",), ("first_name", "last_name", "dob"))
+    assert febrl.matching.training.prior_recall == 0.7
+
+
+def test_prior_recall_outside_zero_one_is_refused(example):
+    example["matching"]["training"]["prior_recall"] = 1.5
+    assert _error(example).key == "matching.training.prior_recall"

@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
 
 from resolution.config import parse_config
-from resolution.standardize import standardize_records
+from resolution.standardize import standardize_email, standardize_records
 
 RAW_SCHEMA = StructType(
     [
@@ -102,3 +102,17 @@ def test_invalid_and_junk_values_become_null_with_their_reason(spark, config):
     assert rows[1]["email"] is None and rows[1]["phone"] is None
     assert sorted(rows[1]["value_issues"]) == ["email:excluded", "phone:excluded"]
     assert rows[1]["dob"] == dt.date(1984, 2, 11)
+
+
+def test_emails_lose_plus_tags_and_gmail_dots(spark):
+    raw = [
+        (" Ann.Lee+shop@GMail.com ", "annlee@gmail.com"),
+        ("a.n.n.lee@googlemail.com", "annlee@gmail.com"),
+        ("ann.lee+news@example.org", "ann.lee@example.org"),  # dots matter outside Gmail
+        ("ann.lee@example.org", "ann.lee@example.org"),
+        ("+tag@example.org", None),  # nothing left of the mailbox
+        ("ann@@example.org", None),
+    ]
+    frame = spark.createDataFrame(raw, "raw string, expected string")
+    rows = frame.select("expected", standardize_email(frame["raw"]).alias("email")).collect()
+    assert [row["email"] for row in rows] == [row["expected"] for row in rows]

@@ -1,0 +1,86 @@
+"""The data generator: deterministic, truth that covers every record, the corruptions it promises."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+
+from resolution.generate import (
+    KEY_COLUMNS,
+    SOURCE_FILES,
+    TRUTH_FILE,
+    generate_sources,
+    write_sources,
+)
+
+
+def _digests(folder) -> dict[str, str]:
+    names = [*SOURCE_FILES.values(), TRUTH_FILE]
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
+
+
+def _keys(tables: dict[str, pd.DataFrame]) -> set[str]:
+    return {f"{source}:{key}" for source, column in KEY_COLUMNS.items() for key in tables[source][column]}
+
+
+def test_the_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path):
+    write_sources(800, tmp_path / "a", seed=5, batches=2)
+    write_sources(800, tmp_path / "b", seed=5, batches=2)
+    write_sources(800, tmp_path / "c", seed=6, batches=2)
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    assert _digests(tmp_path / "a")[SOURCE_FILES["crm"]] != _digests(tmp_path / "c")[SOURCE_FILES["crm"]]
+
+
+def test_truth_covers_every_record_once_before_and_after_change_batches(tmp_path):
+    tables = generate_sources(3000, seed=1)
+    assert set(tables["truth"]["record_key"]) == _keys(tables)
+    assert tables["truth"]["record_key"].is_unique
+    records = sum(len(tables[source]) for source in KEY_COLUMNS)
+    assert 1.7 * 3000 < records < 2.1 * 3000  # about 1.9 records per person
+
+    counts = write_sources(3000, tmp_path, seed=1, batches=3, change_fraction=0.02)
+    after = {source: pd.read_csv(tmp_path / name, dtype=str, keep_default_na=False)
+             for source, name in SOURCE_FILES.items()}
+    truth = pd.read_csv(tmp_path / TRUTH_FILE, dtype=str)
+    assert set(truth["record_key"]) == _keys(after) and truth["record_key"].is_unique
+    assert counts["truth"] == len(truth)
+    before_keys = _keys(tables)
+    assert len(before_keys - _keys(after)) > 0, "change batches delete records"
+    assert len(_keys(after) - before_keys) > 0, "change batches insert records"
+    crm_before = tables["crm"].set_index("contact_id")
+    crm_after = after["crm"].set_index("contact_id")
+    both = crm_before.index.intersection(crm_after.index)
+    assert (crm_before.loc[both, "email"].fillna("") != crm_after.loc[both, "email"]).sum() > 0, "updates"
+
+
+def test_the_corruptions_and_hard_negatives_are_there():
+    tables = generate_sources(5000, seed=2)
+    truth = tables["truth"].set_index("record_key")
+    crm, orders = tables["crm"], tables["ecommerce"]
+    emails = pd.concat([crm["email"], orders["buyer_email"]]).str.strip()
+    assert emails.str.contains(r"\+\w+@gmail\.com$", regex=True).any(), "Gmail plus tags"
+    gmail = emails[emails.str.lower().str.endswith("@gmail.com")].str.lower().str.split("@").str[0]
+    moved_dots = gmail.str.contains(".", regex=False) & ~gmail.str.match(r"^[a-z]+\.[a-z]+\d+(\+\w+)?$")
+    assert moved_dots.any(), "Gmail dots"
+    assert (crm["first_name"] != crm["first_name"].str.strip()).any(), "stray whitespace"
+    assert crm["first_name"].str.isupper().any(), "upper case"
+    assert crm["phone"].str.startswith("+44").any() and crm["phone"].str.startswith("07").any()
+    assert (crm["dob"] == "").any() and (crm["phone"] == "").any(), "missing values"
+    assert orders["buyer_first"].str.lower().str.strip().isin(["bill", "bob", "liz", "mike"]).any(), "nicknames"
+
+    # household members who share an email: one value, two true people
+    person = "ecommerce:" + orders["order_id"]
+    by_email = pd.DataFrame({"email": orders["buyer_email"].str.strip().str.lower(),
+                             "person": truth.loc[person, "person_id"].to_numpy()})
+    assert (by_email.groupby("email")["person"].nunique() > 1).any(), "shared family emails"
+    # common names: one first + last name held by many different people
+    names = crm.assign(person=truth.loc["crm:" + crm["contact_id"], "person_id"].to_numpy())
+    full = names["first_name"].str.strip().str.lower() + " " + names["last_name"].str.strip().str.lower()
+    assert names.groupby(full)["person"].nunique().max() >= 5, "common names"
+    # the same person twice in the CRM (a duplicate contact)
+    assert names["person"].duplicated().any()
+    # twins: same household and birth date, two people
+    twins = names.assign(household=truth.loc["crm:" + crm["contact_id"], "household"].to_numpy())
+    twins = twins[twins["dob"] != ""].groupby(["household", "dob"])["person"].nunique()
+    assert (twins > 1).any(), "twins"
