@@ -349,7 +349,7 @@ def change_batch(tables: dict[str, pd.DataFrame], *, fraction: float, seed: int)
     In CRM and support, ``fraction`` of the records change: 60% are updated (half a new
     email, half a new phone), 20% deleted, 20% inserted (half a new record of an existing
     person, typed again, half a record of a person never seen before). Orders only grow:
-    ``fraction`` new orders of existing people.
+    ``fraction`` new orders, half of existing people, half of new ones.
     """
     rng = np.random.default_rng(seed)
     truth = tables["truth"]
@@ -374,8 +374,9 @@ def change_batch(tables: dict[str, pd.DataFrame], *, fraction: float, seed: int)
             new_email, new_phone = updates[::2], updates[1::2]
             ids = table[key].to_numpy(dtype=object)
             table.loc[table.index[new_email], email] = _join("new.", ids[new_email], "@changed.example")
+            # distinct within a batch (row numbers), so a new phone links no two people
             table.loc[table.index[new_phone], phone] = _join(
-                "07700 ", (100_000 + rng.integers(0, 900_000, len(new_phone))).astype(str))
+                "0770", pd.Series((seed * 7919 + new_phone) % 10_000_000).astype(str).str.zfill(7).to_numpy())
         deleted += list(source + ":" + table[key].iloc[deletes].astype(str))
         again = table.iloc[copies[: max(1, len(copies) // 2)]].copy()
         again_who = by_key.loc[(source + ":" + again[key].astype(str)).to_numpy(), ["person_id", "household"]]
