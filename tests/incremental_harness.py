@@ -143,3 +143,43 @@ def primaries(spark, config: Config) -> dict[str, str]:
     store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
     rows = store.read(S.RESOLVED_MEMBERSHIP).filter("is_primary").collect()
     return {row[S.ENTITY_ID]: row[S.RECORD_KEY] for row in rows}
+
+
+# A Delta source with its change data feed on, for delta_cdf capture and streaming tests.
+BILLING_COLUMNS = ["id", "first", "last", "email", "phone", "created", "dob"]
+
+
+def delta_rows(*rows: list):
+    """Billing rows (``BILLING_COLUMNS`` order) as an Arrow table for ``write_deltalake``."""
+    import pyarrow as pa
+
+    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(BILLING_COLUMNS)})
+
+
+def billing_source(path: Path) -> dict:
+    """Create the billing Delta table at ``path`` (version 0: b1-b2-b3 one person, b1 and b2
+    by email, b1 and b3 by phone) and return its ``delta_cdf`` source entry."""
+    from deltalake import write_deltalake
+
+    write_deltalake(
+        str(path),
+        delta_rows(
+            ["b1", "ann", "lee", EMAILS[0], PHONES[0], "2024-01-01", ""],
+            ["b2", "bo", "ray", EMAILS[0], None, "2024-01-02", ""],
+            ["b3", "cat", "kim", EMAILS[2], PHONES[0], "2024-01-03", ""],
+        ),
+        configuration={"delta.enableChangeDataFeed": "true"},
+    )
+    return {"name": "billing", "format": "delta", "path": str(path), "key": "id", "timestamp": "created",
+            "change_tracking": "delta_cdf", "columns": COLUMNS}
+
+
+def change_billing(path: Path) -> None:
+    """Three commits: v1 b1 loses its phone (b3's bridge to b1), v2 deletes b2, v3 inserts b4
+    with b3's email. The full-recompute partition after them is {b1}, {b3, b4}."""
+    from deltalake import DeltaTable, write_deltalake
+
+    table = DeltaTable(str(path))
+    table.update(predicate="id = 'b1'", updates={"phone": "NULL"})
+    table.delete("id = 'b2'")
+    write_deltalake(str(path), delta_rows(["b4", "dan", "fox", EMAILS[2], None, "2024-01-04", ""]), mode="append")

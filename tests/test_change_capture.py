@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
-
 from resolution import schemas as S
 from resolution.pipeline import run_pipeline, store_for
 from resolution.session import detect_backends
-from tests.incremental_harness import COLUMNS as MAPPED
-from tests.incremental_harness import EMAILS, PHONES, partition, pipeline_config
+from tests.incremental_harness import billing_source, change_billing, partition, pipeline_config
 
 QUIET = {"report": lambda line: None}
-COLUMNS = ["id", "first", "last", "email", "phone", "created", "dob"]
-
-
-
-def _rows(*rows):
-    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(COLUMNS)})
-
-
-def _config(source_path, warehouse):
-    source = {"name": "billing", "format": "delta", "path": str(source_path), "key": "id",
-              "timestamp": "created", "change_tracking": "delta_cdf", "columns": MAPPED}
-    return pipeline_config([source], warehouse, file="cdf.yml")
 
 
 def test_delta_cdf_source_reads_only_new_changes_and_records_the_version(spark, tmp_path):
     source = tmp_path / "billing"
-    write_deltalake(
-        str(source),
-        _rows(
-            ["b1", "ann", "lee", EMAILS[0], PHONES[0], "2024-01-01", ""],
-            ["b2", "bo", "ray", EMAILS[0], None, "2024-01-02", ""],
-            ["b3", "cat", "kim", EMAILS[2], PHONES[0], "2024-01-03", ""],
-        ),
-        configuration={"delta.enableChangeDataFeed": "true"},
-    )
-    config = _config(source, tmp_path / "lakehouse")
+    config = pipeline_config([billing_source(source)], tmp_path / "lakehouse", file="cdf.yml")
     first = run_pipeline(spark, config, **QUIET)
     assert first.source_versions == {"billing": "0"}
     assert set(partition(spark, config).values()) == {frozenset({"billing:b1", "billing:b2", "billing:b3"})}
 
-    table = DeltaTable(str(source))
-    table.update(predicate="id = 'b1'", updates={"phone": "NULL"})  # b3 loses its bridge to b1
-    table.delete("id = 'b2'")
-    write_deltalake(str(source), _rows(["b4", "dan", "fox", EMAILS[2], None, "2024-01-04", ""]), mode="append")
+    change_billing(source)  # v1: b3 loses its bridge to b1; v2: b2 deleted; v3: b4 joins b3
 
     second = run_pipeline(spark, config, **QUIET)
     assert second.mode == "incremental"

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import csv
 
-import pyarrow as pa
 import pytest
 import yaml
-from deltalake import DeltaTable, write_deltalake
 
 from resolution import schemas as S
 from resolution.cli import main
@@ -16,15 +14,18 @@ from resolution.config import ConfigError
 from resolution.pipeline import run_pipeline, store_for
 from resolution.session import detect_backends
 from resolution.streaming import StreamOptions, start_stream
+from tests.incremental_harness import BILLING_COLUMNS as COLUMNS
 from tests.incremental_harness import COLUMNS as MAPPED
-from tests.incremental_harness import EMAILS, PHONES, REPO, partition, pipeline_config
+from tests.incremental_harness import (
+    EMAILS,
+    REPO,
+    billing_source,
+    change_billing,
+    partition,
+    pipeline_config,
+)
 
 QUIET = {"report": lambda line: None}
-COLUMNS = ["id", "first", "last", "email", "phone", "created", "dob"]
-
-
-def _rows(*rows) -> pa.Table:
-    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(COLUMNS)})
 
 
 def _runs(spark, config) -> list:
@@ -40,17 +41,7 @@ def _full_partition(spark, sources: list[dict], warehouse) -> set[frozenset[str]
 
 def test_streaming_a_delta_change_feed_resolves_each_micro_batch_incrementally(spark, tmp_path):
     source_path = tmp_path / "billing"
-    write_deltalake(
-        str(source_path),
-        _rows(
-            ["b1", "ann", "lee", EMAILS[0], PHONES[0], "2024-01-01", ""],
-            ["b2", "bo", "ray", EMAILS[0], None, "2024-01-02", ""],
-            ["b3", "cat", "kim", EMAILS[2], PHONES[0], "2024-01-03", ""],
-        ),
-        configuration={"delta.enableChangeDataFeed": "true"},
-    )
-    sources = [{"name": "billing", "format": "delta", "path": str(source_path), "key": "id",
-                "timestamp": "created", "change_tracking": "delta_cdf", "columns": MAPPED}]
+    sources = [billing_source(source_path)]
     config = pipeline_config(sources, tmp_path / "lakehouse", file="stream.yml")
     options = StreamOptions(
         source="billing", checkpoint=str(tmp_path / "checkpoint"), available_now=True,
@@ -64,10 +55,7 @@ def test_streaming_a_delta_change_feed_resolves_each_micro_batch_incrementally(s
     assert handler.batches == []
     assert set(partition(spark, config).values()) == {frozenset({"billing:b1", "billing:b2", "billing:b3"})}
 
-    table = DeltaTable(str(source_path))
-    table.update(predicate="id = 'b1'", updates={"phone": "NULL"})  # v1: b3 loses its bridge to b1
-    table.delete("id = 'b2'")  # v2
-    write_deltalake(str(source_path), _rows(["b4", "dan", "fox", EMAILS[2], None, "2024-01-04", ""]), mode="append")
+    change_billing(source_path)  # v1: b3 loses its bridge to b1; v2: b2 deleted; v3: b4 joins b3
 
     query, handler = start_stream(spark, config, options, **QUIET)
     query.awaitTermination()
