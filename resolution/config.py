@@ -16,7 +16,7 @@ import yaml
 CHANGE_TRACKING_MODES = ("snapshot", "delta_cdf", "audit")
 SOURCE_FORMATS = ("delta", "parquet", "csv", "table")
 ATTRIBUTE_KINDS = ("email", "phone", "name", "date", "address", "postcode", "id", "text")
-COMPARISON_KINDS = ("name", "email", "phone", "date", "postcode", "address", "code", "exact")
+COMPARISON_KINDS = ("name", "given_name", "email", "phone", "date", "postcode", "address", "code", "exact")
 SURVIVORSHIP_RULES = ("source_priority", "most_recent", "most_frequent")
 STORAGE_BACKENDS = ("auto", "embedded", "jvm")
 

@@ -172,13 +172,23 @@ def _phone_formats(rng: np.random.Generator, numbers: np.ndarray, *, styles: tup
     return out
 
 
-def generate_people(people: int, rng: np.random.Generator) -> pd.DataFrame:
-    """The true people: one row each, with their household and every value they own."""
-    person = np.arange(people)
+def _scrambled(ids: np.ndarray, digits: int, salt: int) -> np.ndarray:
+    """A distinct ``digits``-digit number per id (a bijection modulo 10**digits), so that
+    consecutive people or households get unrelated phone numbers, not near-identical ones."""
+    modulus = 10**digits
+    return ((ids.astype(np.int64) * 7_368_787 + salt) % modulus).astype(str)
+
+
+def generate_people(people: int, rng: np.random.Generator, *, first_person: int = 0,
+                    first_household: int = 0) -> pd.DataFrame:
+    """The true people: one row each, with their household and every value they own.
+    Ids start at ``first_person`` and ``first_household`` (newcomers in a change batch)."""
+    index = np.arange(people)
+    person = first_person + index
     sizes = rng.choice([1, 2, 3, 4, 5], size=people, p=[0.50, 0.25, 0.13, 0.09, 0.03])
-    household = np.repeat(np.arange(people), sizes)[:people]
+    household = first_household + np.repeat(index, sizes)[:people]
     head = np.r_[True, household[1:] != household[:-1]]  # first member of each household
-    head_index = np.maximum.accumulate(np.where(head, person, 0))
+    head_index = np.maximum.accumulate(np.where(head, index, 0))
 
     names = np.array([name for name, _ in FIRST_NAMES])
     first_index = _zipf_choice(rng, people, len(FIRST_NAMES), 1.1)
@@ -192,8 +202,17 @@ def generate_people(people: int, rng: np.random.Generator) -> pd.DataFrame:
     twin = second & _pick(rng, people, 0.04)
     dob = np.where(twin, dob[head_index], dob)
     last = np.where(twin, last[head_index], last)
-    first_index = np.where(twin & (first_index == first_index[head_index]), (first_index + 1) % len(names),
-                           first_index)
+    # family members have different first names, except a parent's namesake ("junior": 2% of
+    # second members, who take the head's first name and surname)
+    for _ in range(2):
+        for lag in (1, 2, 3, 4):
+            earlier = np.r_[np.full(lag, -1), first_index[:-lag]]
+            same_household = np.r_[np.zeros(lag, bool), household[lag:] == household[:-lag]]
+            clash = same_household & (first_index == earlier)
+            first_index = np.where(clash, (first_index + 1) % len(names), first_index)
+    junior = second & ~twin & _pick(rng, people, 0.02)
+    first_index = np.where(junior, first_index[head_index], first_index)
+    last = np.where(junior, last[head_index], last)
     first = names[first_index]
 
     number = rng.integers(1, 200, people).astype(str)
@@ -216,9 +235,11 @@ def generate_people(people: int, rng: np.random.Generator) -> pd.DataFrame:
     work_email = _join(pd.Series(first).str[0].to_numpy(dtype=object), last, person.astype(str),
                        "@work.example")
     family_email = _join("the", last[head_index], household.astype(str), "@family.example")
-    shares_family_email = (sizes[household] > 1) & _pick(rng, people, 0.05)  # never alone
-    mobile = (7_900_000_003 + person * 7).astype(str)  # 079 mobiles, unique per person
-    landline = (2_070_000_000 + household * 11).astype(str)  # 020 London, one per household
+    # a family address: 10% of households of two or more, used by 80% of their members
+    family_household = _pick(rng, people, 0.1)[household - first_household]
+    shares_family_email = (sizes[household - first_household] > 1) & family_household & _pick(rng, people, 0.8)
+    mobile = _join("79", np.char.zfill(_scrambled(person, 8, 3), 8))  # 079 mobiles, one per person
+    landline = _join("207", np.char.zfill(_scrambled(household, 7, 5), 7))  # 020 London, per household
     created = np.datetime64("2019-01-01") + rng.integers(0, 365 * 4, people).astype("timedelta64[D]")
     loyalty = np.where(_pick(rng, people, 0.5), _join("L-", (100_000 + person).astype(str)), "")
     return pd.DataFrame({
@@ -355,9 +376,9 @@ def change_batch(tables: dict[str, pd.DataFrame], *, fraction: float, seed: int)
     truth = tables["truth"]
     by_key = truth.set_index("record_key")
     newcomers_needed = sum(max(1, int(len(tables[s]) * fraction)) for s in ("crm", "support"))
-    population = generate_people(max(20, newcomers_needed * 3), np.random.default_rng(seed + 1))
-    population["person_id"] += int(truth["person_id"].max()) + 1
-    population["household"] += int(truth["household"].max()) + 1
+    population = generate_people(max(20, newcomers_needed * 3), np.random.default_rng(seed + 1),
+                                 first_person=int(truth["person_id"].max()) + 1,
+                                 first_household=int(truth["household"].max()) + 1)
     out = dict(tables)
     added, deleted = [], []
     for source in BUILDERS:

@@ -75,13 +75,18 @@ def _without_term_frequencies(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+NICKNAMES_SUFFIX = "_nicknames"
+
+
 def _comparison(attribute: str, kind: str):
     import splink.comparison_library as cl
 
     if kind == "name":
         return cl.NameComparison(attribute)
+    if kind == "given_name":  # a name level, then nicknames (bill = william), then fuzzy
+        return cl.NameComparison(attribute, dmeta_col_name=attribute + NICKNAMES_SUFFIX)
     if kind == "email":
-        return cl.EmailComparison(attribute)
+        return _email_comparison(attribute)
     if kind == "date":
         return cl.DateOfBirthComparison(attribute, input_is_string=False)
     if kind == "phone":
@@ -93,6 +98,44 @@ def _comparison(attribute: str, kind: str):
     if kind == "code":  # an id typed by hand: exact, one or two edits away
         return cl.LevenshteinAtThresholds(attribute, [1, 2])
     return cl.ExactMatch(attribute)
+
+
+def _email_comparison(attribute: str):
+    """Exact address, exact username at another domain, one typo, anything else.
+
+    Splink's ``EmailComparison`` also has Jaro-Winkler levels on the username; those put
+    ``mary.jones4658@`` and ``mary.jones18777@`` (two people named Mary Jones) close together,
+    and on generated data they were the main source of namesakes merged into one entity.
+    """
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import ColumnExpression
+
+    email = ColumnExpression(attribute)
+    return cl.CustomComparison(
+        output_column_name=attribute,
+        comparison_levels=[
+            cll.NullLevel(email),
+            cll.ExactMatchLevel(email),
+            cll.ExactMatchLevel(email.regex_extract("^[^@]+")).configure(
+                label_for_charts="Exact match on username"
+            ),
+            cll.LevenshteinLevel(email, 1).configure(label_for_charts="One edit apart"),
+            cll.ElseLevel(),
+        ],
+        comparison_description="email",
+    )
+
+
+def nickname_groups(spark: SparkSession) -> DataFrame:
+    """``name``, ``groups``: for each name of the ``nicknames`` dataset (carltonnorthern, Apache
+    2.0), the name itself and every formal name it is a nickname of (``bill`` -> bill, william,
+    robert). Two first names match at the nickname level when their groups intersect."""
+    from nicknames import NickNamer
+
+    canonicals = NickNamer().canonical_lookup  # nickname -> its formal names
+    rows = [(name, sorted({name, *formal})) for name, formal in sorted(canonicals.items())]
+    return spark.createDataFrame(rows, "name string, groups array<string>")
 
 
 def _block_on(columns: Sequence[str]):
@@ -109,7 +152,7 @@ def _spark_api(spark: SparkSession):
     return SparkAPI(spark_session=spark)
 
 
-def settings_for(config: Config) -> dict[str, Any]:
+def settings_for(config: Config, *, dialect: str = "spark") -> dict[str, Any]:
     """An untrained Splink settings dict built from ``matching.comparisons``."""
     from splink import SettingsCreator
 
@@ -125,17 +168,58 @@ def settings_for(config: Config) -> dict[str, Any]:
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
     )
-    return _without_term_frequencies(creator.create_settings_dict("spark"))
+    return _without_term_frequencies(creator.create_settings_dict(dialect))
+
+
+def model_for_dialect(model: dict[str, Any], config: Config, dialect: str) -> dict[str, Any]:
+    """The trained ``model`` for another Splink SQL dialect (``duckdb``): the config's
+    comparisons written for that dialect, with the trained probabilities copied level by level.
+
+    A saved model's SQL carries its dialect's quoting and function names, so a model trained
+    on Spark does not load on DuckDB as it is.
+    """
+    settings = settings_for(config, dialect=dialect)
+    trained = {c["output_column_name"]: c for c in model["comparisons"]}
+    for comparison in settings["comparisons"]:
+        name = comparison["output_column_name"]
+        levels = comparison["comparison_levels"]
+        source = trained.get(name, {}).get("comparison_levels", [])
+        if len(source) != len(levels):
+            raise ModelError(
+                f"comparison {name!r} of the model has {len(source)} levels, the config's "
+                f"{config.path} builds {len(levels)}: retrain with `idr train`"
+            )
+        for level, learnt in zip(levels, source, strict=True):
+            for key in ("m_probability", "u_probability"):
+                if key in learnt:
+                    level[key] = learnt[key]
+    settings["probability_two_random_records_match"] = model["probability_two_random_records_match"]
+    return settings
 
 
 def model_inputs(records: DataFrame, config: Config) -> DataFrame:
-    """The columns the model reads: the record key and every compared or blocked attribute."""
+    """The columns the model reads: the record key, every compared or blocked attribute, and
+    for a ``given_name`` comparison its nickname groups (``<attribute>_nicknames``)."""
     needed = dict.fromkeys(config.matching.comparisons)
     for rule in config.matching.blocking_rules:
         needed.update(dict.fromkeys(rule))
     for identifier in config.identifiers:
         needed[identifier.attribute] = None
-    return records.select(RECORD_KEY, *needed)
+    inputs = records.select(RECORD_KEY, *needed)
+    for attribute, kind in config.matching.comparisons.items():
+        if kind != "given_name":
+            continue
+        groups = nickname_groups(records.sparkSession).withColumnRenamed("name", "__name")
+        inputs = (
+            inputs.join(F.broadcast(groups), F.col(attribute) == F.col("__name"), "left")
+            .withColumn(
+                attribute + NICKNAMES_SUFFIX,
+                F.when(F.col(attribute).isNotNull(),
+                       F.coalesce(F.col("groups"), F.array(F.col(attribute)))),
+            )
+            .drop("__name", "groups")
+        )
+    return inputs
 
 
 def train_model(
@@ -257,10 +341,17 @@ def score_candidates(
     model: dict[str, Any],
     changed: DataFrame | None = None,
 ) -> DataFrame:
-    """Generate and score candidate pairs.
+    """Generate and score candidate pairs; keep those an edge can come from.
+
+    Two Splink passes: the identifier rules (``block_on(email)``, ...), whose pairs are kept
+    whatever their score (deterministic links, with the evidence), then the blocking rules
+    with Splink's ``threshold_match_probability`` at the review threshold, so the pairs that
+    cannot become an edge are dropped inside Splink's SQL instead of being written out with
+    their comparison columns (most candidate pairs are such pairs). A pair both passes find
+    is kept once, as an identifier pair.
 
     With ``changed`` (a subset of ``records``), only pairs involving a changed record are
-    produced, with the same rules: one Splink pass blocks changed x all live records, then
+    produced, with the same rules: each pass blocks changed x all live records, then
     self-pairs are dropped and a pair of two changed records (found in both orders) is kept
     once.
 
@@ -269,47 +360,56 @@ def score_candidates(
     """
     from splink import Linker
 
-    identifier_rules = [(rule.attribute,) for rule in config.identifiers]
-    rules = identifier_rules + list(config.matching.blocking_rules)
-    rule_names = [rule.name for rule in config.identifiers]
     db_api = _spark_api(spark)
-    inputs = model_inputs(records, config)
-    table = db_api.register(inputs)
+    table = db_api.register(model_inputs(records, config))
+    changed_table = None if changed is None else db_api.register(model_inputs(changed, config))
     # gamma_* (the level each comparison fell in) and mw_* (its partial match weight) are what
     # explain a link: keep them.
-    settings = {
-        **model,
-        "retain_matching_columns": True,
-        "retain_intermediate_calculation_columns": True,
-    }
+    settings = {**model, "retain_matching_columns": True, "retain_intermediate_calculation_columns": True}
     linker = Linker(table, settings, log_level=logging.WARNING)
-    blocking = [_block_on(rule) for rule in rules]
-    if changed is None:
-        scored = linker.inference.predict_within(
-            table, blocking_rules_to_generate_predictions=blocking, warning_mode="never"
-        )
-        pairs = scored.as_spark_dataframe()
-    else:
-        changed_table = db_api.register(model_inputs(changed, config))
+
+    def predict(rules: Sequence[Sequence[str]], threshold: float | None) -> DataFrame:
+        blocking = [_block_on(rule) for rule in rules]
+        if changed is None:
+            return linker.inference.predict_within(
+                table, blocking_rules_to_generate_predictions=blocking,
+                threshold_match_probability=threshold, warning_mode="never",
+            ).as_spark_dataframe()
         between = linker.inference.predict_between(
-            changed_table, table, blocking_rules_to_generate_predictions=blocking, warning_mode="never"
+            changed_table, table, blocking_rules_to_generate_predictions=blocking,
+            threshold_match_probability=threshold, warning_mode="never",
         ).as_spark_dataframe()
         left, right = F.col(f"{RECORD_KEY}_l"), F.col(f"{RECORD_KEY}_r")
         changed_right = changed.select(F.col(RECORD_KEY).alias("__changed_r"), F.lit(True).alias("__both"))
-        pairs = (
+        return (
             between.join(changed_right, right == F.col("__changed_r"), "left")
             .filter((left != right) & (F.col("__both").isNull() | (left < right)))
             .drop("__changed_r", "__both")
         )
-    rule_name = F.lit(MODEL_RULE)
-    for index, name in reversed(list(enumerate(rule_names))):
-        rule_name = F.when(F.col("match_key").cast("int") == index, F.lit(name)).otherwise(rule_name)
-    left, right = F.col(f"{RECORD_KEY}_l"), F.col(f"{RECORD_KEY}_r")
-    return pairs.select(
-        F.least(left, right).alias(RECORD_KEY_L),
-        F.greatest(left, right).alias(RECORD_KEY_R),
-        rule_name.alias(RULE),
-        F.col("match_probability").cast("double").alias(MATCH_PROBABILITY),
-        F.col("match_weight").cast("double").alias(MATCH_WEIGHT),
-        _levels_map(model).alias(COMPARISON_LEVELS),
-    )
+
+    def edges(pairs: DataFrame, rule: Column) -> DataFrame:
+        left, right = F.col(f"{RECORD_KEY}_l"), F.col(f"{RECORD_KEY}_r")
+        return pairs.select(
+            F.least(left, right).alias(RECORD_KEY_L),
+            F.greatest(left, right).alias(RECORD_KEY_R),
+            rule.alias(RULE),
+            F.col("match_probability").cast("double").alias(MATCH_PROBABILITY),
+            F.col("match_weight").cast("double").alias(MATCH_WEIGHT),
+            _levels_map(model).alias(COMPARISON_LEVELS),
+        )
+
+    scored = []
+    if config.identifiers:
+        rule_name = F.lit(None).cast("string")  # match_key: the first identifier rule that found it
+        for index, rule in reversed(list(enumerate(config.identifiers))):
+            rule_name = F.when(F.col("match_key").cast("int") == index, F.lit(rule.name)).otherwise(rule_name)
+        scored.append(edges(predict([(r.attribute,) for r in config.identifiers], None), rule_name))
+    if config.matching.blocking_rules:
+        model_pairs = edges(predict(config.matching.blocking_rules, config.matching.review_threshold),
+                            F.lit(MODEL_RULE))
+        if scored:
+            model_pairs = model_pairs.join(scored[0], [RECORD_KEY_L, RECORD_KEY_R], "left_anti")
+        scored.append(model_pairs)
+    if not scored:
+        raise ModelError(f"{config.path}: no identifier rule and no blocking rule, so no candidate pair")
+    return scored[0] if len(scored) == 1 else scored[0].unionByName(scored[1])

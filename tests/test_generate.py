@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pandas as pd
 
 from resolution.generate import (
     KEY_COLUMNS,
     SOURCE_FILES,
     TRUTH_FILE,
+    change_batch,
+    generate_people,
     generate_sources,
     write_sources,
 )
@@ -84,3 +87,24 @@ def test_the_corruptions_and_hard_negatives_are_there():
     twins = names.assign(household=truth.loc["crm:" + crm["contact_id"], "household"].to_numpy())
     twins = twins[twins["dob"] != ""].groupby(["household", "dob"])["person"].nunique()
     assert (twins > 1).any(), "twins"
+
+
+def test_family_members_have_their_own_first_names_and_everyone_their_own_mobile():
+    people = generate_people(20000, np.random.default_rng(3))
+    repeated = people.groupby("household")["first"].agg(lambda names: names.duplicated().sum())
+    multi = people.groupby("household").size() > 1
+    # juniors (2% of second members) share the head's name; nobody else in a household does
+    assert 0 < repeated.sum() < 0.05 * multi.sum()
+    assert people["mobile"].is_unique
+    # consecutive people's mobiles are unrelated numbers, not one digit apart
+    digits_differing = [sum(a != b for a, b in zip(x, y, strict=True))
+                        for x, y in zip(people["mobile"][:-1], people["mobile"][1:], strict=True)]
+    assert np.median(digits_differing) >= 4
+
+    # people new in a change batch get mobiles of their own: one number, one person
+    after = change_batch(generate_sources(2000, seed=5), fraction=0.05, seed=6)
+    crm = after["crm"][after["crm"]["phone"] != ""]
+    person = after["truth"].set_index("record_key").loc["crm:" + crm["contact_id"], "person_id"]
+    digits = crm["phone"].str.replace(r"\D", "", regex=True).str[-10:]
+    assert crm["contact_id"].str.startswith("N").any(), "the batch brings new people"
+    assert (pd.Series(person.to_numpy()).groupby(digits.to_numpy()).nunique() == 1).all()

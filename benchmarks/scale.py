@@ -1,0 +1,337 @@
+"""Full and incremental runs at scale, side by side with Splink on Spark and on DuckDB.
+
+    .venv/bin/python benchmarks/scale.py --records 100000
+    .venv/bin/python benchmarks/scale.py --records 100000 1000000 --workdir /tmp/idr-scale
+
+For each size: generate that many records (``idr generate``'s code, three sources, with
+truth), then, each in its own process so that peak memory is its own:
+
+- **ours, full**: ``idr run --mode full`` with ``conf/benchmarks/generated.yml`` and its model;
+- **Splink on Spark**: the same standardized records (the model's inputs, read from our
+  ``source_records``), the same model, comparisons and blocking rules (identifier rules
+  first), then what Splink's docs show: ``predict(threshold_match_probability=<review
+  threshold>)`` and ``cluster_pairwise_predictions_at_threshold(<link threshold>)``, clusters
+  written to Parquet;
+- **Splink on DuckDB**: the same, the model rebuilt for DuckDB's SQL dialect;
+- **ours, incremental**: a change batch (``--changes`` of CRM and support records updated,
+  deleted or added, new orders) written over the sources, then ``idr run``. Splink has no
+  incremental mode: absorbing a change is a full run again, so the incremental run is
+  compared with the full runs above (1% different data).
+
+Printed per size: seconds per stage (session start-up apart), candidate pairs, pairs scored
+per second, peak memory (resident set of the process and its JVM, sampled every 0.1 s),
+B-cubed F1 against the truth, and each time as a ratio of ours. The machine is shared and
+noisy: compare ratios within one run, not seconds across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "conf" / "benchmarks" / "generated.yml"
+RECORDS_PER_PERSON = 1.855  # the generator's average, so --records reads as records
+STAGES = ["ingest", "standardize", "score", "cluster", "identify", "golden", "write"]
+SYSTEMS = ["ours-full", "splink-spark", "splink-duckdb", "ours-incremental"]
+
+
+# ---------------------------------------------------------------------------------- children
+
+
+def _config(work: Path):
+    """The benchmark config with its sources in ``work/data`` and warehouse ``work/lakehouse``."""
+    from resolution.config import load_config
+
+    config = load_config(CONFIG)
+    sources = tuple(
+        dataclasses.replace(s, location=str(work / "data" / Path(s.location).name)) for s in config.sources
+    )
+    return dataclasses.replace(
+        config,
+        storage=dataclasses.replace(config.storage, warehouse=str(work / "lakehouse")),
+        sources=sources,
+        matching=dataclasses.replace(config.matching, model=str(REPO / config.matching.model)),
+    )
+
+
+def _splink_settings(config, model: dict, dialect: str) -> dict:
+    """The model with the pipeline's candidate rules: identifier rules first, then blocking."""
+    from splink import block_on
+
+    rules = [(rule.attribute,) for rule in config.identifiers] + list(config.matching.blocking_rules)
+    return {**model, "blocking_rules_to_generate_predictions": [
+        block_on(*rule).get_blocking_rule(dialect).as_dict() for rule in rules
+    ]}
+
+
+def child_ours(work: Path, mode: str) -> dict:
+    from resolution.pipeline import run_pipeline
+    from resolution.scoring import model_inputs
+    from resolution.session import get_spark_session
+
+    started = time.perf_counter()
+    spark = get_spark_session("idr-scale")
+    startup = time.perf_counter() - started
+    config = _config(work)
+    started = time.perf_counter()
+    summary = run_pipeline(spark, config, mode=mode, report=lambda line: None)
+    seconds = time.perf_counter() - started
+    if mode == "full":  # the baselines' input: the same standardized records (not timed)
+        from resolution.pipeline import store_for
+        from resolution.session import detect_backends
+
+        store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+        inputs = model_inputs(store.read("source_records"), config)
+        inputs.write.mode("overwrite").parquet(str(work / "model_inputs.parquet"))
+    return {
+        "startup": startup, "seconds": seconds, "stages": summary.stage_seconds,
+        "records": summary.records_in, "status": summary.status,
+    }
+
+
+def child_splink(work: Path, backend: str) -> dict:
+    from splink import Linker
+
+    from resolution.scoring import load_model, model_for_dialect
+
+    config = _config(work)
+    model = load_model(config.matching.model, config)
+    inputs = str(work / "model_inputs.parquet")
+    started = time.perf_counter()
+    if backend == "spark":
+        from splink import SparkAPI
+
+        from resolution.session import get_spark_session
+
+        spark = get_spark_session("splink-spark")
+        db_api = SparkAPI(spark_session=spark)
+        table = db_api.register(spark.read.parquet(inputs))
+    else:
+        import duckdb
+        from splink import DuckDBAPI
+
+        model = model_for_dialect(model, config, "duckdb")
+        db_api = DuckDBAPI(connection=duckdb.connect())
+        table = db_api.register(db_api._con.read_parquet(inputs + "/*.parquet"))  # noqa: SLF001
+    startup = time.perf_counter() - started
+    linker = Linker(table, _splink_settings(config, model, backend))
+    started = time.perf_counter()
+    predictions = linker.inference.predict(threshold_match_probability=config.matching.review_threshold)
+    predict = time.perf_counter() - started
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        predictions, threshold_match_probability=config.matching.link_threshold
+    )
+    output = work / f"clusters-{backend}.parquet"
+    shutil.rmtree(output, ignore_errors=True)
+    if backend == "spark":
+        clusters.as_spark_dataframe().write.parquet(str(output))
+    else:
+        output.mkdir()
+        db_api._con.sql(f"copy (select * from {clusters.physical_name}) to '{output}/part-0.parquet'")  # noqa: SLF001
+    seconds = time.perf_counter() - started
+    result = {"startup": startup, "seconds": seconds, "stages": {"predict": predict, "cluster": seconds - predict}}
+    if backend == "duckdb":  # after the timing: every candidate pair, scored and counted
+        everything = linker.inference.predict()
+        result["pairs"] = db_api._con.sql(f"select count(*) from {everything.physical_name}").fetchall()[0][0]  # noqa: SLF001
+    return result
+
+
+def child_evaluate(work: Path) -> dict:
+    """B-cubed F1 of each system's partition against the truth of the data it resolved."""
+    import pandas as pd
+    from deltalake import DeltaTable
+
+    from resolution.evaluation import evaluate_partition
+    from resolution.session import get_spark_session
+
+    spark = get_spark_session("idr-scale-evaluate")
+
+    def truth(path: Path):
+        return spark.read.option("header", True).csv(str(path))
+
+    def parquet(path: Path, entity: str):
+        return spark.createDataFrame(
+            pd.read_parquet(path)[["record_key", entity]].astype(str).rename(columns={entity: "entity_id"})
+        )
+
+    results = {}
+    initial = truth(work / "truth-initial.csv")
+    for system, path, entity in (("ours-full", work / "membership-full.parquet", "entity_id"),
+                                 ("splink-spark", work / "clusters-spark.parquet", "cluster_id"),
+                                 ("splink-duckdb", work / "clusters-duckdb.parquet", "cluster_id")):
+        if path.exists():
+            results[system] = evaluate_partition(parquet(path, entity), initial).bcubed_f1
+    if (work / "changes-applied").exists():
+        membership = DeltaTable(str(work / "lakehouse" / "resolved_membership")).to_pandas()
+        frame = spark.createDataFrame(membership[["record_key", "entity_id"]])
+        results["ours-incremental"] = evaluate_partition(frame, truth(work / "data" / "truth.csv")).bcubed_f1
+    return results
+
+
+# ------------------------------------------------------------------------------------ parent
+
+
+def _tree_rss(process) -> int:
+    import psutil
+
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):  # a process that ended meanwhile
+            total += p.memory_info().rss
+    return total
+
+
+def run_child(work: Path, system: str) -> dict:
+    """Run one system in a fresh process; its result and the peak resident memory of its tree."""
+    import psutil
+
+    command = [sys.executable, __file__, "--child", system, "--workdir", str(work)]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        process = psutil.Process(child.pid)
+        while not done.is_set():
+            try:
+                peak = max(peak, _tree_rss(process))
+            except psutil.Error:
+                break
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = child.communicate()
+    done.set()
+    sampler.join()
+    if child.returncode != 0:
+        raise RuntimeError(f"{system} failed (exit {child.returncode}):\n{err[-4000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_mib"] = peak / 2**20
+    return result
+
+
+def generate(work: Path, records: int, changes: float) -> dict:
+    """The sources for ``records`` records and, kept aside, their change batch."""
+    from resolution.generate import SOURCE_FILES, TRUTH_FILE, change_batch, generate_sources
+
+    people = round(records / RECORDS_PER_PERSON)
+    started = time.perf_counter()
+    tables = generate_sources(people, seed=11)
+    changed = change_batch(tables, fraction=changes, seed=12)
+    for folder, state in (("data", tables), ("data-changed", changed)):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+        for name, table in state.items():
+            table.to_csv(work / folder / SOURCE_FILES.get(name, TRUTH_FILE), index=False)
+    shutil.copy(work / "data" / TRUTH_FILE, work / "truth-initial.csv")
+    return {
+        "people": people,
+        "records": sum(len(t) for n, t in tables.items() if n != "truth"),
+        "changed_records": sum(len(t) for n, t in changed.items() if n != "truth"),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def benchmark(work: Path, records: int, changes: float, systems: list[str]) -> dict:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    data = generate(work, records, changes)
+    print(f"\n{data['records']:,} records ({data['people']:,} people) generated in {data['seconds']:.1f}s",
+          flush=True)
+    results: dict[str, dict] = {}
+    for system in systems:
+        if system == "ours-incremental":
+            if "ours-full" not in results:
+                continue
+            # the full run's partition is kept for evaluation, then the changed sources replace
+            # the initial ones and the incremental run starts from the full run's warehouse
+            _copy_membership(work)
+            shutil.rmtree(work / "data")
+            shutil.copytree(work / "data-changed", work / "data")
+            (work / "changes-applied").touch()
+        results[system] = run_child(work, system)
+        print(f"  {system}: {results[system]['seconds']:.1f}s, peak {results[system]['peak_mib']:,.0f} MiB",
+              flush=True)
+    if "ours-full" in results and "ours-incremental" not in results:
+        _copy_membership(work)
+    quality = run_child(work, "evaluate")
+    for system in results:
+        results[system]["bcubed_f1"] = quality.get(system)
+    return {"data": data, "results": results}
+
+
+def _copy_membership(work: Path) -> None:
+    """The full run's membership as Parquet, before the incremental run changes it."""
+    from deltalake import DeltaTable
+
+    membership = DeltaTable(str(work / "lakehouse" / "resolved_membership")).to_pandas()
+    membership[["record_key", "entity_id"]].to_parquet(work / "membership-full.parquet")
+
+
+def print_table(size: dict) -> None:
+    """One markdown table: the systems' seconds by stage, ratios to ours, pairs/s, memory."""
+    data, results = size["data"], size["results"]
+    ours = results.get("ours-full", {})
+    pairs = results.get("splink-duckdb", {}).get("pairs")  # the same rules over the same records
+    print(f"\n### {data['records']:,} records ({data['people']:,} people); candidate pairs "
+          f"{'unknown' if pairs is None else f'{pairs:,}'}\n")
+    print("| system | " + " | ".join(f"{s} s" for s in STAGES) + " | total s | vs ours full | start-up s "
+          "| pairs/s (score) | peak MiB | B-cubed F1 |")
+    print("|---" * (len(STAGES) + 7) + "|")
+    for system, result in results.items():
+        stage = dict(result["stages"])
+        if "predict" in stage:  # Splink: predict is its score stage
+            stage["score"] = stage.pop("predict")
+        full_run = system != "ours-incremental"  # an incremental run scores only changed pairs
+        per_second = f"{pairs / stage['score']:,.0f}" if pairs and full_run and stage.get("score") else "-"
+        cells = [f"{stage[s]:.1f}" if s in stage else "" for s in STAGES]
+        ratio = result["seconds"] / ours["seconds"] if ours else float("nan")
+        f1 = result.get("bcubed_f1")
+        print(f"| {system} | " + " | ".join(cells) + f" | {result['seconds']:.1f} | {ratio:.2f} "
+              f"| {result['startup']:.1f} | {per_second} | {result['peak_mib']:,.0f} "
+              f"| {'' if f1 is None else f'{f1:.4f}'} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--changes", type=float, default=0.01, help="share of records changed (incremental)")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=SYSTEMS)
+    parser.add_argument("--workdir", default=None, help="scratch folder (default: a new temp folder)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        work = Path(args.workdir)
+        os.chdir(REPO)
+        run = {
+            "ours-full": lambda: child_ours(work, "full"),
+            "ours-incremental": lambda: child_ours(work, "incremental"),
+            "splink-spark": lambda: child_splink(work, "spark"),
+            "splink-duckdb": lambda: child_splink(work, "duckdb"),
+            "evaluate": lambda: child_evaluate(work),
+        }[args.child]
+        print(json.dumps(run()))
+        return
+    base = Path(args.workdir or tempfile.mkdtemp(prefix="idr-scale-"))
+    sizes = [benchmark(base / f"{records}", records, args.changes, args.systems) for records in args.records]
+    print(f"\nscale benchmark, {os.cpu_count()} cores; times exclude session start-up; "
+          "ratios are each system's total over ours (full)")
+    for size in sizes:
+        print_table(size)
+
+
+if __name__ == "__main__":
+    main()
