@@ -65,16 +65,6 @@ def _config(work: Path):
     )
 
 
-def _splink_settings(config, model: dict, dialect: str) -> dict:
-    """The model with the pipeline's candidate rules: identifier rules first, then blocking."""
-    from splink import block_on
-
-    rules = [(rule.attribute,) for rule in config.identifiers] + list(config.matching.blocking_rules)
-    return {**model, "blocking_rules_to_generate_predictions": [
-        block_on(*rule).get_blocking_rule(dialect).as_dict() for rule in rules
-    ]}
-
-
 def child_ours(work: Path, mode: str) -> dict:
     from resolution.pipeline import run_pipeline
     from resolution.scoring import model_inputs
@@ -103,7 +93,7 @@ def child_ours(work: Path, mode: str) -> dict:
 def child_splink(work: Path, backend: str) -> dict:
     from splink import Linker
 
-    from resolution.scoring import load_model, model_for_dialect
+    from resolution.scoring import load_model, model_for_dialect, with_candidate_rules
 
     config = _config(work)
     model = load_model(config.matching.model, config)
@@ -125,7 +115,7 @@ def child_splink(work: Path, backend: str) -> dict:
         db_api = DuckDBAPI(connection=duckdb.connect())
         table = db_api.register(db_api._con.read_parquet(inputs + "/*.parquet"))  # noqa: SLF001
     startup = time.perf_counter() - started
-    linker = Linker(table, _splink_settings(config, model, backend))
+    linker = Linker(table, with_candidate_rules(model, config, backend))
     started = time.perf_counter()
     predictions = linker.inference.predict(threshold_match_probability=config.matching.review_threshold)
     predict = time.perf_counter() - started

@@ -41,7 +41,7 @@ from resolution.matching import (
 )
 from resolution.outputs import DELETE_FLAG, changed_rows, stamp_run
 from resolution.schemas import SCORED_SCHEMA
-from resolution.scoring import load_model, score_candidates
+from resolution.scoring import candidate_rules, load_model, score_candidates
 from resolution.session import Backends, detect_backends
 from resolution.sources import (
     CHANGE,
@@ -417,8 +417,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             # Only records sharing a blocking key with a rescored one can pair with it: score
             # against those (masked by their groups' sizes over all live records).
             seeds = live.join(F.broadcast(rescored), S.RECORD_KEY, "left_semi").transform(materialize)
-            blocking = [(rule.attribute,) for rule in rules] + list(config.matching.blocking_rules)
-            pool = blocking_candidates(live, seeds, rules=blocking).unionByName(seeds)
+            pool = blocking_candidates(live, seeds, rules=candidate_rules(config)).unionByName(seeds)
             pool = pool.dropDuplicates([S.RECORD_KEY]).transform(materialize)
             sizes = identifier_group_sizes(
                 live, rules=rules, values=identifier_values(pool, rules=rules).select(IDENTIFIER, VALUE).distinct()

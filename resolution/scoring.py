@@ -138,6 +138,22 @@ def nickname_groups(spark: SparkSession) -> DataFrame:
     return spark.createDataFrame(rows, "name string, groups array<string>")
 
 
+def candidate_rules(config: Config) -> list[tuple[str, ...]]:
+    """Every rule that makes a candidate pair: the identifier rules first, then the blocking rules."""
+    return [(rule.attribute,) for rule in config.identifiers] + [
+        tuple(rule) for rule in config.matching.blocking_rules
+    ]
+
+
+def with_candidate_rules(settings: dict[str, Any], config: Config, dialect: str) -> dict[str, Any]:
+    """``settings`` whose own blocking rules are ``candidate_rules``: one Splink ``predict``
+    then finds the pipeline's candidate pairs (for Splink baselines and other backends)."""
+    from splink import block_on
+
+    rules = [block_on(*rule).get_blocking_rule(dialect).as_dict() for rule in candidate_rules(config)]
+    return {**settings, "blocking_rules_to_generate_predictions": rules}
+
+
 def _block_on(columns: Sequence[str]):
     from splink import block_on
 
@@ -206,10 +222,10 @@ def model_inputs(records: DataFrame, config: Config) -> DataFrame:
     for identifier in config.identifiers:
         needed[identifier.attribute] = None
     inputs = records.select(RECORD_KEY, *needed)
-    for attribute, kind in config.matching.comparisons.items():
-        if kind != "given_name":
-            continue
+    given_names = [a for a, kind in config.matching.comparisons.items() if kind == "given_name"]
+    if given_names:
         groups = nickname_groups(records.sparkSession).withColumnRenamed("name", "__name")
+    for attribute in given_names:
         inputs = (
             inputs.join(F.broadcast(groups), F.col(attribute) == F.col("__name"), "left")
             .withColumn(

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import duckdb
 from pyspark.sql import functions as F
-from splink import DuckDBAPI, Linker, block_on
+from splink import DuckDBAPI, Linker
 
 from resolution.config import load_config
-from resolution.scoring import load_model, model_for_dialect, model_inputs, score_candidates
+from resolution.scoring import (
+    load_model,
+    model_for_dialect,
+    model_inputs,
+    score_candidates,
+    with_candidate_rules,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "conf" / "benchmarks" / "generated.yml"  # first_name is a given_name there
@@ -64,13 +70,7 @@ def test_a_spark_model_rebuilt_for_duckdb_scores_every_pair_as_spark_does(spark)
 
     db_api = DuckDBAPI(connection=duckdb.connect())
     table = db_api.register(model_inputs(records, config).toPandas())
-    rules = [(rule.attribute,) for rule in config.identifiers] + list(config.matching.blocking_rules)
-    settings = {
-        **model_for_dialect(model, config, "duckdb"),
-        "blocking_rules_to_generate_predictions": [
-            block_on(*rule).get_blocking_rule("duckdb").as_dict() for rule in rules
-        ],
-    }
+    settings = with_candidate_rules(model_for_dialect(model, config, "duckdb"), config, "duckdb")
     on_duckdb = Linker(table, settings, log_level=logging.WARNING).inference.predict().as_pandas_dataframe()
     on_duckdb = {
         tuple(sorted((row.record_key_l, row.record_key_r))): row.match_probability
