@@ -41,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "conf" / "benchmarks" / "generated.yml"
-RECORDS_PER_PERSON = 1.855  # the generator's average, so --records reads as records
+RECORDS_PER_PERSON = 1.935  # the generator's average, so --records reads as records
 STAGES = ["ingest", "standardize", "score", "cluster", "identify", "golden", "write"]
 SYSTEMS = ["ours-full", "splink-spark", "splink-duckdb", "ours-incremental"]
 

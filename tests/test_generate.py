@@ -77,10 +77,13 @@ def test_the_corruptions_and_hard_negatives_are_there():
     by_email = pd.DataFrame({"email": orders["buyer_email"].str.strip().str.lower(),
                              "person": truth.loc[person, "person_id"].to_numpy()})
     assert (by_email.groupby("email")["person"].nunique() > 1).any(), "shared family emails"
-    # common names: one first + last name held by many different people
+    # names as in a real population: a few common surnames (Smith: about 1% of people), a long
+    # tail held by one person each, and namesakes (one full name, two different people)
     names = crm.assign(person=truth.loc["crm:" + crm["contact_id"], "person_id"].to_numpy())
+    surname = names.groupby(names["last_name"].str.strip().str.lower())["person"].nunique()
+    assert surname.max() >= 20 and (surname == 1).sum() > len(surname) / 2, "common and rare surnames"
     full = names["first_name"].str.strip().str.lower() + " " + names["last_name"].str.strip().str.lower()
-    assert names.groupby(full)["person"].nunique().max() >= 5, "common names"
+    assert (names.groupby(full)["person"].nunique() >= 2).sum() >= 10, "namesakes"
     # the same person twice in the CRM (a duplicate contact)
     assert names["person"].duplicated().any()
     # twins: same household and birth date, two people
