@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PEOPLE ?= 3000
+PEOPLE ?= 20000
 
 .PHONY: demo test lint model clean
 

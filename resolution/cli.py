@@ -1,4 +1,4 @@
-"""The ``idr`` command: ``run``, ``stream``, ``train``, ``show``, ``generate``, ``evaluate``."""
+"""The ``idr`` command: ``run``, ``stream``, ``train``, ``show``, ``generate``, ``evaluate``, ``reject``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--title", help="report title (default: the config file name)")
 
+    reject = commands.add_parser(
+        "reject", help="record that two records are different people; the next run keeps them apart"
+    )
+    reject.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/example.yml")
+    reject.add_argument(
+        "--pair", nargs=2, action="append", required=True, metavar=("KEY_L", "KEY_R"),
+        help="two record keys (source:source_id); repeat for more pairs",
+    )
+    reject.add_argument("--by", help="who decided (stored in review_decisions)")
+    reject.add_argument("--note", help="why (stored in review_decisions)")
+
     generate = commands.add_parser("generate", help="write synthetic multi-source people with truth")
     generate.add_argument("--people", type=int, default=2000, help="number of distinct people")
     generate.add_argument("--seed", type=int, default=7, help="random seed (same seed, same output)")
@@ -129,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "evaluate":
         return _evaluate(spark, config, args)
 
+    if args.command == "reject":
+        return _reject(spark, config, args)
+
     from resolution.pipeline import PipelineBusyError, describe_error, run_pipeline
 
     try:
@@ -168,6 +182,21 @@ def _evaluate(spark, config, args) -> int:
     paths = write_report(evaluation, args.output, title=title)
     print(summary_markdown(evaluation, title=title), end="")
     print("report: " + ", ".join(str(path) for path in paths.values()))
+    return 0
+
+
+def _reject(spark, config, args) -> int:
+    from resolution.pipeline import store_for
+    from resolution.review import ReviewError, reject_pairs
+    from resolution.session import detect_backends
+
+    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    try:
+        count = reject_pairs(spark, store, [tuple(pair) for pair in args.pair], decided_by=args.by, note=args.note)
+    except ReviewError as error:
+        print(f"review error: {error}", file=sys.stderr)
+        return 2
+    print(f"recorded {count} rejected pair(s) in review_decisions; the next run keeps them apart")
     return 0
 
 

@@ -131,6 +131,22 @@ class SurvivorshipConfig:
 
 
 @dataclass(frozen=True)
+class CannotLinkConfig:
+    """Records that must not end in one entity, whatever links them.
+
+    ``attributes``: two records with different non-null values of one of these (a birth date,
+    a national id) are different people. ``unique_sources``: duplicate-free sources (a
+    customer master, a census), which contribute at most one record to an entity.
+    """
+
+    attributes: tuple[str, ...] = ()
+    unique_sources: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.attributes or self.unique_sources)
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """Where output tables live: a local warehouse folder or a catalog + schema."""
 
@@ -153,6 +169,7 @@ class Config:
     storage: StorageConfig
     attribute_kinds: dict[str, str]
     phone_region: str = "US"
+    cannot_link: CannotLinkConfig = CannotLinkConfig()
 
     @property
     def attributes(self) -> list[str]:
@@ -363,6 +380,21 @@ def _parse_survivorship(section: _Section | None, attributes: set[str]) -> Survi
     )
 
 
+def _parse_cannot_link(section: _Section | None, attributes: set[str], sources: list[str]) -> CannotLinkConfig:
+    if section is None:
+        return CannotLinkConfig()
+    section.check_keys({"attributes", "unique_sources"})
+    names = section.get("attributes", list, [])
+    for index, name in enumerate(names):
+        if name not in attributes:
+            section.fail(f"no source maps attribute {name!r}", f"attributes[{index}]")
+    unique = section.get("unique_sources", list, [])
+    for index, name in enumerate(unique):
+        if name not in sources:
+            section.fail(f"no source is called {name!r} (sources: {', '.join(sources)})", f"unique_sources[{index}]")
+    return CannotLinkConfig(attributes=tuple(names), unique_sources=tuple(unique))
+
+
 def _parse_storage(section: _Section) -> StorageConfig:
     section.check_keys({"warehouse", "catalog", "schema", "backend", "checkpoint_dir"})
     warehouse = section.get("warehouse", str, None)
@@ -386,7 +418,7 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
     root = _Section(file, "config", data)
     root.key = ""
     allowed = {"sources", "identifiers", "matching", "survivorship", "storage", "attributes",
-               "phone_region"}
+               "phone_region", "cannot_link"}
     unknown = sorted(set(root.data) - allowed)
     if unknown:
         raise ConfigError(file, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
@@ -442,6 +474,7 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
         storage=_parse_storage(top("storage")),
         attribute_kinds=attribute_kinds,
         phone_region=phone_region.upper(),
+        cannot_link=_parse_cannot_link(top("cannot_link", required=False), attributes, names),
     )
 
 

@@ -25,9 +25,10 @@ from pyspark.sql.types import StructType
 
 from resolution import schemas as S
 from resolution.clustering import DST, SRC, get_connected_components
+from resolution.clustering.constrained import constrain_clusters
 from resolution.config import Config
 from resolution.golden import build_golden_profiles
-from resolution.identity import assign_entity_ids, clusters_for_records, id_events
+from resolution.identity import CLUSTER, assign_entity_ids, clusters_for_records, id_events
 from resolution.matching import (
     IDENTIFIER,
     OVERSIZED_SUFFIX,
@@ -40,6 +41,7 @@ from resolution.matching import (
     mask_oversized_identifiers,
 )
 from resolution.outputs import DELETE_FLAG, changed_rows, stamp_run
+from resolution.review import decided_keys, rejected_pairs
 from resolution.schemas import SCORED_SCHEMA
 from resolution.scoring import candidate_rules, load_model, score_candidates
 from resolution.session import Backends, detect_backends
@@ -81,6 +83,7 @@ class RunSummary:
     value_issues: dict[str, int] = field(default_factory=dict)
     edges_by_rule: dict[str, int] = field(default_factory=dict)
     review_pairs: int = 0
+    edges_cut: dict[str, int] = field(default_factory=dict)  # printed, not in the runs table
     entities: int = 0
     entities_created: int = 0
     entities_merged: int = 0
@@ -112,6 +115,11 @@ class RunSummary:
             + (", ".join(f"{rule} {count}" for rule, count in sorted(self.edges_by_rule.items())) or "none")
             + f"; review pairs re-examined {self.review_pairs}"
         )
+        if self.edges_cut:
+            out.append(
+                "  links cut by cannot-link constraints (in the re-clustered part): "
+                + ", ".join(f"{name} {count}" for name, count in sorted(self.edges_cut.items()))
+            )
         out.append(
             f"  entities: {self.entities} (created {self.entities_created}, merged "
             f"{self.entities_merged}, split {self.entities_split}); largest {self.largest_entity} records"
@@ -197,6 +205,8 @@ def _count_map(frame: DataFrame, column: str) -> dict[str, int]:
 
 
 MODES = ("auto", "full", "incremental")
+# the review_decisions version a run has read, kept among the runs' source versions
+DECISIONS_VERSION = "_review_decisions"
 
 
 class PipelineBusyError(RuntimeError):
@@ -450,11 +460,26 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
     with ctx.progress.stage("cluster"):
         old_membership = ctx.table(S.RESOLVED_MEMBERSHIP, S.RESOLVED_MEMBERSHIP_SCHEMA).cache()
         # The affected part of the graph: entities holding a changed, deleted or newly linked
-        # record, plus the changed records. Links never cross entities, so this part is closed.
+        # record, plus the changed records. Links cross entities only where a constraint cut
+        # them, and the entities a cut joins are added below, so this part is closed.
         seeds = touched.unionByName(
             new_links.select(F.col(S.RECORD_KEY_L).alias(S.RECORD_KEY))
         ).unionByName(new_links.select(F.col(S.RECORD_KEY_R).alias(S.RECORD_KEY)))
+        # Reviewers' rejections are constraints too; pairs decided since the last run are seeds.
+        review_rejected = None
+        decisions_version = store.version(S.REVIEW_DECISIONS)
+        if decisions_version is not None:
+            review_rejected = rejected_pairs(store.read(S.REVIEW_DECISIONS)).transform(materialize)
+            if not ctx.full:
+                since = ctx.versions.get(DECISIONS_VERSION)
+                decided = decided_keys(store, since_version=int(since) if since is not None else None)
+                seeds = seeds.unionByName(decided)
+            summary.source_versions[DECISIONS_VERSION] = str(decisions_version)
         affected_entities = old_membership.join(seeds, S.RECORD_KEY, "left_semi").select(S.ENTITY_ID).distinct()
+        old_cuts = ctx.table(S.CUT_EDGES, S.CUT_EDGES_SCHEMA)
+        if not ctx.full:
+            # Entities a constraint split apart were one connected component: re-cluster them together.
+            affected_entities = _entities_joined_by_cuts(old_membership, affected_entities, old_cuts)
         affected_keys = (
             old_membership.join(affected_entities, S.ENTITY_ID, "left_semi")
             .select(S.RECORD_KEY)
@@ -480,8 +505,8 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             )
         links = (
             kept_region_edges.filter(F.col(S.EDGE_STATUS) == S.LINK)
-            .select(S.RECORD_KEY_L, S.RECORD_KEY_R)
-            .unionByName(new_links.select(S.RECORD_KEY_L, S.RECORD_KEY_R))
+            .select(S.RECORD_KEY_L, S.RECORD_KEY_R, S.MATCH_WEIGHT)
+            .unionByName(new_links.select(S.RECORD_KEY_L, S.RECORD_KEY_R, S.MATCH_WEIGHT))
         )
         clustering = get_connected_components(
             spark, ctx.backends.clustering, max_edges=config.matching.max_embedded_graph_edges
@@ -489,7 +514,21 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         components = clustering.components(
             links.select(F.col(S.RECORD_KEY_L).alias(SRC), F.col(S.RECORD_KEY_R).alias(DST))
         )
-        clustered = clusters_for_records(affected, components).transform(materialize)
+        clustered = clusters_for_records(affected, components)
+        cuts = spark.createDataFrame([], S.CUT_EDGES_SCHEMA).select(*S.CUT_EDGES_SCHEMA.fieldNames()[:4])
+        if config.cannot_link or (review_rejected is not None and review_rejected.first() is not None):
+            constrained = config.cannot_link
+            labels, cuts = constrain_clusters(
+                clustered.join(affected.select(S.RECORD_KEY, *constrained.attributes), S.RECORD_KEY),
+                links,
+                attributes=constrained.attributes,
+                unique_sources=constrained.unique_sources,
+                rejected_pairs=review_rejected,
+            )
+            cuts = cuts.transform(materialize)
+            clustered = clustered.drop(CLUSTER).join(labels, S.RECORD_KEY).select(*clustered.columns)
+        clustered = clustered.transform(materialize)
+        summary.edges_cut = _count_map(cuts, "constraint")
 
     with ctx.progress.stage("identify"):
         previous = old_membership.join(region, S.RECORD_KEY, "left_semi").transform(materialize)
@@ -529,6 +568,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         ).transform(materialize)
         summary.review_pairs = review.count()
         old_review = _edges_touching(ctx.table(S.REVIEW_QUEUE, S.REVIEW_QUEUE_SCHEMA), region)
+        old_region_cuts = old_cuts if ctx.full else _edges_touching(old_cuts, region)
 
     if dry_run:
         with ctx.progress.stage("dry-run"):
@@ -549,6 +589,10 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         _merge_changes(
             ctx, S.REVIEW_QUEUE, stamp_run(review, schema=S.REVIEW_QUEUE_SCHEMA, **stamp),
             old_review, S.REVIEW_QUEUE_SCHEMA, keys=[S.RECORD_KEY_L, S.RECORD_KEY_R],
+        )
+        _merge_changes(
+            ctx, S.CUT_EDGES, stamp_run(cuts, schema=S.CUT_EDGES_SCHEMA, **stamp),
+            old_region_cuts, S.CUT_EDGES_SCHEMA, keys=[S.RECORD_KEY_L, S.RECORD_KEY_R],
         )
         _merge_changes(
             ctx, S.GOLDEN_PROFILES, stamp_run(golden, schema=golden_schema, **stamp),
@@ -599,6 +643,30 @@ def materialize(frame: DataFrame) -> DataFrame:
     if wanted < partitions:
         checkpointed = checkpointed.coalesce(wanted)
     return F.broadcast(checkpointed) if rows <= BROADCAST_ROWS else checkpointed
+
+
+def _entities_joined_by_cuts(membership: DataFrame, entities: DataFrame, cuts: DataFrame) -> DataFrame:
+    """``entities`` (``entity_id``) plus every entity a cut edge joins to one of them, repeatedly.
+
+    An entity split by a constraint is part of a connected component with its other parts (the
+    cut edges join them); re-clustering one part alone could take a different decision from a
+    full run, so the whole component is re-clustered. Cut edges are few and local: this takes
+    a round or two.
+    """
+    if cuts.first() is None:
+        return entities
+    entities = entities.transform(materialize)
+    while True:
+        keys = membership.join(entities, S.ENTITY_ID, "left_semi").select(S.RECORD_KEY)
+        crossing = _edges_touching(cuts, keys)
+        ends = crossing.select(F.col(S.RECORD_KEY_L).alias(S.RECORD_KEY)).unionByName(
+            crossing.select(F.col(S.RECORD_KEY_R).alias(S.RECORD_KEY))
+        )
+        reached = membership.join(ends, S.RECORD_KEY, "left_semi").select(S.ENTITY_ID)
+        added = reached.join(entities, S.ENTITY_ID, "left_anti").distinct().transform(materialize)
+        if added.first() is None:
+            return entities
+        entities = entities.unionByName(added).transform(materialize)
 
 
 def _edges_touching(edges: DataFrame, keys: DataFrame) -> DataFrame:

@@ -28,6 +28,7 @@ RUNS = "runs"
 DRY_RUN_CHANGES = "dry_run_changes"
 REJECTED_RECORDS = "rejected_records"
 REVIEW_DECISIONS = "review_decisions"
+CUT_EDGES = "cut_edges"
 
 # Column names shared across steps.
 RECORD_KEY = "record_key"
@@ -116,6 +117,31 @@ RESOLVED_MEMBERSHIP_SCHEMA = StructType(
         (SOURCE_ID, StringType(), False),
         (ENTITY_ID, StringType(), False),
         (IS_PRIMARY, BooleanType(), False),
+        (RUN_ID, StringType(), False),
+        (UPDATED_AT, TimestampType(), False),
+    )
+)
+
+# A reviewer's decision on a pair (record_key_l < record_key_r); the latest per pair counts.
+REJECT = "reject"
+REVIEW_DECISIONS_SCHEMA = StructType(
+    _fields(
+        (RECORD_KEY_L, StringType(), False),
+        (RECORD_KEY_R, StringType(), False),
+        ("decision", StringType(), False),
+        ("decided_by", StringType(), True),
+        ("decided_at", TimestampType(), False),
+        ("note", StringType(), True),
+    )
+)
+
+# A link (in match_edges) whose records were kept apart by a cannot-link constraint.
+CUT_EDGES_SCHEMA = StructType(
+    _fields(
+        (RECORD_KEY_L, StringType(), False),
+        (RECORD_KEY_R, StringType(), False),
+        ("constraint", StringType(), False),
+        ("detail", StringType(), False),
         (RUN_ID, StringType(), False),
         (UPDATED_AT, TimestampType(), False),
     )

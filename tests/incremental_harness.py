@@ -26,6 +26,7 @@ EMAILS = [
 ]
 PHONES = [f"+4479111234{i:02d}" for i in range(6)]
 NAMES = [("ann", "lee"), ("bob", "ray"), ("cat", "kim"), ("dan", "fox")]
+DOBS = ["", "1980-01-01", "1990-02-02"]
 CRM_COLUMNS = ["id", "first", "last", "email", "phone", "created", "dob"]
 KYC_COLUMNS = [*CRM_COLUMNS, "op", "op_time"]
 
@@ -38,6 +39,7 @@ class World:
     crm: dict[str, list[str]] = field(default_factory=dict)
     kyc_events: list[list[str]] = field(default_factory=list)
     clock: int = 0
+    dobs: bool = False  # give records birth dates (by key), so cannot-link constraints bite
 
     def record(self, key: str, name: int, email: int | None, phone: int | None) -> list[str]:
         first, last = NAMES[name % len(NAMES)]
@@ -48,7 +50,7 @@ class World:
             EMAILS[email] if email is not None else "",
             PHONES[phone] if phone is not None else "",
             f"2024-01-{int(key.lstrip('ck')) % 28 + 1:02d}",
-            "",
+            DOBS[int(key.lstrip("ck")) % len(DOBS)] if self.dobs else "",
         ]
 
     def upsert_crm(self, key: str, name: int, email: int | None, phone: int | None) -> None:
@@ -104,9 +106,9 @@ def pipeline_config(sources: list[dict], warehouse: Path, *, file: str) -> Confi
     return parse_config(pipeline_document(sources, warehouse), file=file)
 
 
-def world_document(folder: Path, warehouse: Path) -> dict:
-    """The world's two sources: a CRM snapshot and a KYC audit table."""
-    return pipeline_document(
+def world_document(folder: Path, warehouse: Path, *, cannot_link: dict | None = None) -> dict:
+    """The world's two sources: a CRM snapshot and a KYC audit table (and ``cannot_link``)."""
+    document = pipeline_document(
         [
             {"name": "crm", "format": "csv", "path": str(folder / "crm.csv"), "key": "id",
              "timestamp": "created", "priority": 1, "columns": COLUMNS},
@@ -116,11 +118,14 @@ def world_document(folder: Path, warehouse: Path) -> dict:
         ],
         warehouse,
     )
+    if cannot_link:
+        document["cannot_link"] = cannot_link
+    return document
 
 
-def world_config(folder: Path, warehouse: Path) -> Config:
+def world_config(folder: Path, warehouse: Path, *, cannot_link: dict | None = None) -> Config:
     """The parsed ``world_document``."""
-    return parse_config(world_document(folder, warehouse), file="world.yml")
+    return parse_config(world_document(folder, warehouse, cannot_link=cannot_link), file="world.yml")
 
 
 def partition(spark, config: Config) -> dict[str, frozenset[str]]:

@@ -1,0 +1,285 @@
+"""Split connected components that break a cannot-link constraint, keeping the strongest links.
+
+Connected components join two people as soon as one chain of links joins them; in person data
+that chain is usually a household (a shared family email, a record without a birth date that
+scores high against a relative). A cannot-link constraint says two records are different people
+whatever links them:
+
+- **conflicting values** of an attribute declared strong (``dob``, a national id): two records
+  with different non-null values;
+- a **duplicate-free source** (a customer master, a census): two of its records;
+- a **rejected pair** (a reviewer said no).
+
+:func:`split_component` clusters one component greedily, strongest link first (highest match
+weight; ties by record keys): a link joins its two clusters unless the joined cluster would
+break a constraint, in which case the link is *cut* and the constraint that cut it is recorded.
+The order is total, so the result depends only on the component's records, links and
+constraints, never on the order they arrive in; a component that breaks no constraint is never
+cut, so it stays exactly its connected component. Everything here is plain Python over one
+component (components are small), so the same function runs on the driver or per component in
+a grouped pandas UDF.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+# The constraint a cut names: "different:<attribute>", "unique_source:<source>", "rejected"
+DIFFERENT = "different"
+UNIQUE_SOURCE = "unique_source"
+REJECTED = "rejected"
+# Weights equal to this many decimals tie (and fall back to record keys): a pair rescored in
+# another run may differ in its last bits, which must not reorder the links.
+WEIGHT_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the constraints need of a record: its source and its strong attribute values."""
+
+    key: str
+    source: str
+    values: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link between two records, with the model's match weight (None: weakest)."""
+
+    key_l: str
+    key_r: str
+    weight: float | None
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A link not followed, because joining its two clusters would break ``constraint``."""
+
+    key_l: str
+    key_r: str
+    constraint: str
+    detail: str
+
+
+class _Cluster:
+    """A growing cluster: its members, their strong values, duplicate-free sources, rejections."""
+
+    __slots__ = ("members", "values", "sources", "rejected")
+
+    def __init__(self, record: Record, *, unique_sources: Collection[str], rejected: set[str]) -> None:
+        self.members = {record.key}
+        self.values = {name: value for name, value in record.values.items() if value is not None}
+        self.sources = {record.source: record.key} if record.source in unique_sources else {}
+        self.rejected = set(rejected)
+
+    def conflict(self, other: _Cluster, attributes: Sequence[str]) -> tuple[str, str] | None:
+        """The first constraint joining ``other`` would break, as (constraint, detail)."""
+        for name in attributes:
+            mine, theirs = self.values.get(name), other.values.get(name)
+            if mine is not None and theirs is not None and mine != theirs:
+                low, high = sorted((mine, theirs))
+                return f"{DIFFERENT}:{name}", f"{name} {low} <> {high}"
+        for source in sorted(self.sources.keys() & other.sources.keys()):
+            low, high = sorted((self.sources[source], other.sources[source]))
+            return f"{UNIQUE_SOURCE}:{source}", f"{source} is duplicate-free: {low} and {high}"
+        crossing = sorted(self.rejected & other.members) or sorted(other.rejected & self.members)
+        if crossing:
+            return REJECTED, f"a reviewer rejected a pair with {crossing[0]}"
+        return None
+
+    def absorb(self, other: _Cluster) -> None:
+        self.members |= other.members
+        for name, value in other.values.items():
+            self.values.setdefault(name, value)
+        for source, key in other.sources.items():
+            self.sources.setdefault(source, key)
+        self.rejected |= other.rejected
+
+
+def _order(link: Link) -> tuple[float, str, str]:
+    """Strongest first: by rounded weight, descending (None last), then by the pair's keys."""
+    weight = link.weight
+    rank = -math.inf if weight is None or math.isnan(weight) else round(weight, WEIGHT_DECIMALS)
+    low, high = sorted((link.key_l, link.key_r))
+    return -rank, low, high
+
+
+def split_component(
+    records: Iterable[Record],
+    links: Iterable[Link],
+    *,
+    attributes: Sequence[str] = (),
+    unique_sources: Collection[str] = (),
+    rejected_pairs: Iterable[tuple[str, str]] = (),
+) -> tuple[dict[str, str], list[Cut]]:
+    """Cluster records greedily by their strongest links without breaking a constraint.
+
+    Returns each record's cluster, named by its smallest record key (as connected components
+    are), and the links cut, each with the constraint that cut it. Every endpoint of a link
+    must be among ``records``; ``rejected_pairs`` may name records elsewhere (ignored).
+    """
+    by_key = {record.key: record for record in records}
+    rejected: dict[str, set[str]] = {}
+    for left, right in rejected_pairs:
+        if left in by_key and right in by_key and left != right:
+            rejected.setdefault(left, set()).add(right)
+            rejected.setdefault(right, set()).add(left)
+    unique = set(unique_sources)
+    clusters = {
+        key: _Cluster(record, unique_sources=unique, rejected=rejected.get(key, set()))
+        for key, record in by_key.items()
+    }
+    parent = {key: key for key in by_key}
+
+    def find(key: str) -> str:
+        root = key
+        while parent[root] != root:
+            root = parent[root]
+        while parent[key] != root:  # path compression
+            parent[key], key = root, parent[key]
+        return root
+
+    cuts = []
+    for link in sorted(links, key=_order):
+        for key in (link.key_l, link.key_r):
+            if key not in by_key:
+                raise ValueError(f"link {link.key_l} ~ {link.key_r} names {key}, which is not among the records")
+        left, right = find(link.key_l), find(link.key_r)
+        if left == right:
+            continue
+        conflict = clusters[left].conflict(clusters[right], attributes)
+        if conflict is not None:
+            cuts.append(Cut(link.key_l, link.key_r, *conflict))
+            continue
+        big, small = (left, right) if len(clusters[left].members) >= len(clusters[right].members) else (right, left)
+        clusters[big].absorb(clusters.pop(small))
+        parent[small] = big
+    labels = {}
+    for cluster in clusters.values():
+        name = min(cluster.members)
+        labels.update(dict.fromkeys(cluster.members, name))
+    return labels, cuts
+
+
+# ------------------------------------------------------------------------------------ on Spark
+
+CLUSTER = "cluster"
+CONSTRAINT = "constraint"
+DETAIL = "detail"
+REJECTED_WITH = "rejected_with"
+_KIND, _LEFT, _RIGHT = "__kind", "__left", "__right"
+_SPLIT_SCHEMA = (
+    f"{_KIND} string, {_LEFT} string, {_RIGHT} string, {CONSTRAINT} string, {DETAIL} string"
+)
+
+
+def _split_groups(attributes: Sequence[str], unique_sources: Collection[str]):
+    """The cogrouped pandas function: one component's records and links in, labels and cuts out."""
+    import pandas as pd
+
+    def split(records: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
+        members = [
+            Record(row["record_key"], row["source"], {name: row[name] for name in attributes})
+            for row in records.astype(object).where(records.notna(), None).to_dict("records")
+        ]
+        rejected = [
+            (row["record_key"], partner)
+            for row in records.to_dict("records")
+            for partner in (row[REJECTED_WITH] if row[REJECTED_WITH] is not None else ())
+        ]
+        weights = links["match_weight"].astype(object).where(links["match_weight"].notna(), None)
+        followed = [
+            Link(left, right, weight)
+            for left, right, weight in zip(links["record_key_l"], links["record_key_r"], weights, strict=True)
+        ]
+        labels, cuts = split_component(
+            members, followed, attributes=attributes, unique_sources=unique_sources, rejected_pairs=rejected
+        )
+        rows = [("label", key, label, None, None) for key, label in labels.items()]
+        rows += [("cut", cut.key_l, cut.key_r, cut.constraint, cut.detail) for cut in cuts]
+        return pd.DataFrame(rows, columns=[_KIND, _LEFT, _RIGHT, CONSTRAINT, DETAIL])
+
+    return split
+
+
+def constrain_clusters(
+    records: DataFrame,
+    links: DataFrame,
+    *,
+    attributes: Sequence[str],
+    unique_sources: Collection[str],
+    rejected_pairs: DataFrame | None = None,
+) -> tuple[DataFrame, DataFrame]:
+    """Split the clusters of ``records`` that break a cannot-link constraint.
+
+    ``records``: ``record_key, source, cluster`` (its connected component) and the constrained
+    ``attributes``; ``links``: ``record_key_l, record_key_r, match_weight``, the links the
+    components were built from. ``rejected_pairs``: ``record_key_l, record_key_r`` that must
+    stay apart. Returns ``record_key, cluster`` for every record (clusters without a
+    violation unchanged, by construction of :func:`split_component`) and the cut links:
+    ``record_key_l, record_key_r, constraint, detail``. Only the clusters that break a
+    constraint reach Python, one cogrouped pandas call per cluster.
+    """
+    key, source, cluster = F.col("record_key"), F.col("source"), F.col(CLUSTER)
+    pairs = rejected_pairs if rejected_pairs is not None else records.sparkSession.createDataFrame(
+        [], "record_key_l string, record_key_r string"
+    )
+    both_ways = pairs.select("record_key_l", "record_key_r").unionByName(
+        pairs.select(F.col("record_key_r").alias("record_key_l"), F.col("record_key_l").alias("record_key_r"))
+    )
+    partners = both_ways.groupBy(F.col("record_key_l").alias("record_key")).agg(
+        F.array_sort(F.collect_set("record_key_r")).alias(REJECTED_WITH)
+    )
+    held = records.select(
+        key, source, cluster, *[F.col(name).cast("string").alias(name) for name in attributes]
+    ).join(partners, "record_key", "left")
+    # a cluster breaks a constraint when it holds two values of an attribute, two records of a
+    # duplicate-free source, or both records of a rejected pair
+    partner_cluster = held.select(F.col("record_key").alias("__partner"), F.col(CLUSTER).alias("__partner_cluster"))
+    rejected_inside = (
+        held.select(key, cluster, F.explode(REJECTED_WITH).alias("__partner"))
+        .join(partner_cluster, "__partner")
+        .filter(F.col("__partner_cluster") == cluster)
+        .select(cluster)
+    )
+    checks = [F.countDistinct(name) > 1 for name in attributes]
+    checks += [F.sum((source == name).cast("int")) > 1 for name in unique_sources]
+    breaking = rejected_inside
+    if checks:
+        violated = checks[0]
+        for check in checks[1:]:
+            violated = violated | check
+        breaking = held.groupBy(cluster).agg(violated.alias("__violated")).filter("__violated").select(
+            cluster
+        ).unionByName(rejected_inside)
+    breaking = breaking.distinct()
+    to_split = held.join(breaking, CLUSTER, "left_semi")
+    # the links side names its cluster column apart: both sides derive from ``held``, and
+    # Spark refuses a cogroup whose two grouping columns are one column of one plan
+    link_cluster = "__link_cluster"
+    cluster_of_left = held.select(F.col("record_key").alias("record_key_l"), cluster.alias(link_cluster))
+    split_links = (
+        links.select("record_key_l", "record_key_r", F.col("match_weight").cast("double").alias("match_weight"))
+        .join(cluster_of_left, "record_key_l")
+        .join(breaking.select(cluster.alias(link_cluster)), link_cluster, "left_semi")
+    )
+    out = (
+        to_split.groupBy(CLUSTER)
+        .cogroup(split_links.groupBy(link_cluster))
+        .applyInPandas(_split_groups(tuple(attributes), frozenset(unique_sources)), _SPLIT_SCHEMA)
+    )
+    relabelled = out.filter(F.col(_KIND) == "label").select(
+        F.col(_LEFT).alias("record_key"), F.col(_RIGHT).alias("__split_cluster")
+    )
+    labels = records.join(relabelled, "record_key", "left").select(
+        "record_key", F.coalesce(F.col("__split_cluster"), cluster).alias(CLUSTER)
+    )
+    cuts = out.filter(F.col(_KIND) == "cut").select(
+        F.col(_LEFT).alias("record_key_l"), F.col(_RIGHT).alias("record_key_r"), CONSTRAINT, DETAIL
+    )
+    return labels, cuts

@@ -1,0 +1,94 @@
+"""Reviewers' decisions on pairs, kept in the ``review_decisions`` Delta table.
+
+A rejected pair is a cannot-link constraint: the next run keeps its two records in different
+entities, even when other records link them (see :mod:`resolution.clustering.constrained`).
+Decisions are rows anyone can write (this module, ``idr reject``, SQL ``INSERT``/``MERGE`` on
+Databricks); the latest decision per pair counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from resolution import schemas as S
+from resolution.store import DeltaStore
+
+
+class ReviewError(ValueError):
+    """A decision names a record the warehouse does not hold, or a pair of one record."""
+
+
+def reject_pairs(
+    spark: SparkSession,
+    store: DeltaStore,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    decided_by: str | None = None,
+    note: str | None = None,
+) -> int:
+    """Record that each pair of record keys is two different people; returns the pairs written.
+
+    Every key must be a live record of ``source_records``: a typo would otherwise store a
+    decision that never applies.
+    """
+    ordered = []
+    for left, right in pairs:
+        if left == right:
+            raise ReviewError(f"a pair needs two records, got {left!r} twice")
+        ordered.append(tuple(sorted((left, right))))
+    keys = sorted({key for pair in ordered for key in pair})
+    known = set()
+    if keys and store.exists(S.SOURCE_RECORDS):
+        rows = store.read(S.SOURCE_RECORDS).filter(F.col(S.RECORD_KEY).isin(keys)).select(S.RECORD_KEY).collect()
+        known = {row[S.RECORD_KEY] for row in rows}
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        raise ReviewError(f"no live record {unknown[0]!r} in source_records ({len(unknown)} unknown key(s))")
+    now = datetime.now(timezone.utc)
+    rows = [(left, right, S.REJECT, decided_by, now, note) for left, right in dict.fromkeys(ordered)]
+    store.create_if_missing(S.REVIEW_DECISIONS, S.REVIEW_DECISIONS_SCHEMA)
+    store.merge(
+        S.REVIEW_DECISIONS,
+        spark.createDataFrame(rows, S.REVIEW_DECISIONS_SCHEMA),
+        keys=[S.RECORD_KEY_L, S.RECORD_KEY_R],
+    )
+    return len(rows)
+
+
+def rejected_pairs(decisions: DataFrame) -> DataFrame:
+    """``record_key_l, record_key_r`` of the pairs whose latest decision is a rejection."""
+    pair = [F.least(S.RECORD_KEY_L, S.RECORD_KEY_R), F.greatest(S.RECORD_KEY_L, S.RECORD_KEY_R)]
+    ordered = decisions.select(
+        pair[0].alias(S.RECORD_KEY_L), pair[1].alias(S.RECORD_KEY_R), "decision", "decided_at"
+    )
+    # the latest decision wins; at the same instant a rejection wins (apart is the safe side)
+    latest = Window.partitionBy(S.RECORD_KEY_L, S.RECORD_KEY_R).orderBy(
+        F.col("decided_at").desc(), (F.lower(F.trim("decision")) == S.REJECT).desc()
+    )
+    return (
+        ordered.withColumn("__rank", F.row_number().over(latest))
+        .filter((F.col("__rank") == 1) & (F.lower(F.trim("decision")) == S.REJECT))
+        .select(S.RECORD_KEY_L, S.RECORD_KEY_R)
+    )
+
+
+def decided_keys(store: DeltaStore, *, since_version: int | None) -> DataFrame | None:
+    """``record_key`` of both records of every pair decided after ``since_version``.
+
+    Their entities must be clustered again. ``since_version`` None (no run has read the
+    decisions yet) gives every decided pair; None is returned when there is no table.
+    """
+    if not store.exists(S.REVIEW_DECISIONS):
+        return None
+    if since_version is None:
+        changed = store.read(S.REVIEW_DECISIONS)
+    else:
+        changed = store.read_changes(S.REVIEW_DECISIONS, starting_version=since_version + 1)
+    return changed.select(F.col(S.RECORD_KEY_L).alias(S.RECORD_KEY)).unionByName(
+        changed.select(F.col(S.RECORD_KEY_R).alias(S.RECORD_KEY))
+    )
