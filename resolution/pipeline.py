@@ -528,7 +528,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             cuts = cuts.transform(materialize)
             clustered = clustered.drop(CLUSTER).join(labels, S.RECORD_KEY).select(*clustered.columns)
         clustered = clustered.transform(materialize)
-        summary.edges_cut = _count_map(cuts, "constraint")
+        summary.edges_cut = _count_map(cuts, "cut_by")
 
     with ctx.progress.stage("identify"):
         previous = old_membership.join(region, S.RECORD_KEY, "left_semi").transform(materialize)

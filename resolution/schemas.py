@@ -140,7 +140,7 @@ CUT_EDGES_SCHEMA = StructType(
     _fields(
         (RECORD_KEY_L, StringType(), False),
         (RECORD_KEY_R, StringType(), False),
-        ("constraint", StringType(), False),
+        ("cut_by", StringType(), False),  # the constraint that cut the link
         ("detail", StringType(), False),
         (RUN_ID, StringType(), False),
         (UPDATED_AT, TimestampType(), False),

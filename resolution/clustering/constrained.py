@@ -169,12 +169,12 @@ def split_component(
 # ------------------------------------------------------------------------------------ on Spark
 
 CLUSTER = "cluster"
-CONSTRAINT = "constraint"
+CUT_BY = "cut_by"
 DETAIL = "detail"
 REJECTED_WITH = "rejected_with"
 _KIND, _LEFT, _RIGHT = "__kind", "__left", "__right"
 _SPLIT_SCHEMA = (
-    f"{_KIND} string, {_LEFT} string, {_RIGHT} string, {CONSTRAINT} string, {DETAIL} string"
+    f"{_KIND} string, {_LEFT} string, {_RIGHT} string, {CUT_BY} string, {DETAIL} string"
 )
 
 
@@ -202,7 +202,7 @@ def _split_groups(attributes: Sequence[str], unique_sources: Collection[str]):
         )
         rows = [("label", key, label, None, None) for key, label in labels.items()]
         rows += [("cut", cut.key_l, cut.key_r, cut.constraint, cut.detail) for cut in cuts]
-        return pd.DataFrame(rows, columns=[_KIND, _LEFT, _RIGHT, CONSTRAINT, DETAIL])
+        return pd.DataFrame(rows, columns=[_KIND, _LEFT, _RIGHT, CUT_BY, DETAIL])
 
     return split
 
@@ -222,7 +222,7 @@ def constrain_clusters(
     components were built from. ``rejected_pairs``: ``record_key_l, record_key_r`` that must
     stay apart. Returns ``record_key, cluster`` for every record (clusters without a
     violation unchanged, by construction of :func:`split_component`) and the cut links:
-    ``record_key_l, record_key_r, constraint, detail``. Only the clusters that break a
+    ``record_key_l, record_key_r, cut_by, detail``. Only the clusters that break a
     constraint reach Python, one cogrouped pandas call per cluster.
     """
     key, source, cluster = F.col("record_key"), F.col("source"), F.col(CLUSTER)
@@ -280,6 +280,6 @@ def constrain_clusters(
         "record_key", F.coalesce(F.col("__split_cluster"), cluster).alias(CLUSTER)
     )
     cuts = out.filter(F.col(_KIND) == "cut").select(
-        F.col(_LEFT).alias("record_key_l"), F.col(_RIGHT).alias("record_key_r"), CONSTRAINT, DETAIL
+        F.col(_LEFT).alias("record_key_l"), F.col(_RIGHT).alias("record_key_r"), CUT_BY, DETAIL
     )
     return labels, cuts
