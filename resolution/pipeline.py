@@ -514,7 +514,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         components = clustering.components(
             links.select(F.col(S.RECORD_KEY_L).alias(SRC), F.col(S.RECORD_KEY_R).alias(DST))
         )
-        clustered = clusters_for_records(affected, components)
+        clustered = clusters_for_records(affected, components).transform(materialize)
         cuts = spark.createDataFrame([], S.CUT_EDGES_SCHEMA).select(*S.CUT_EDGES_SCHEMA.fieldNames()[:4])
         if config.cannot_link or (review_rejected is not None and review_rejected.first() is not None):
             constrained = config.cannot_link
@@ -526,8 +526,9 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
                 rejected_pairs=review_rejected,
             )
             cuts = cuts.transform(materialize)
-            clustered = clustered.drop(CLUSTER).join(labels, S.RECORD_KEY).select(*clustered.columns)
-        clustered = clustered.transform(materialize)
+            clustered = (
+                clustered.drop(CLUSTER).join(labels, S.RECORD_KEY).select(*clustered.columns).transform(materialize)
+            )
         summary.edges_cut = _count_map(cuts, "cut_by")
 
     with ctx.progress.stage("identify"):

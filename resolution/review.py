@@ -77,14 +77,12 @@ def rejected_pairs(decisions: DataFrame) -> DataFrame:
     )
 
 
-def decided_keys(store: DeltaStore, *, since_version: int | None) -> DataFrame | None:
+def decided_keys(store: DeltaStore, *, since_version: int | None) -> DataFrame:
     """``record_key`` of both records of every pair decided after ``since_version``.
 
     Their entities must be clustered again. ``since_version`` None (no run has read the
-    decisions yet) gives every decided pair; None is returned when there is no table.
+    decisions yet) gives every decided pair. The ``review_decisions`` table must exist.
     """
-    if not store.exists(S.REVIEW_DECISIONS):
-        return None
     if since_version is None:
         changed = store.read(S.REVIEW_DECISIONS)
     else:

@@ -138,11 +138,14 @@ def nickname_groups(spark: SparkSession) -> DataFrame:
     return spark.createDataFrame(rows, "name string, groups array<string>")
 
 
+def identifier_blocking_rules(config: Config) -> list[tuple[str, ...]]:
+    """The identifier rules as blocking rules: records sharing the attribute's value pair up."""
+    return [(rule.attribute,) for rule in config.identifiers]
+
+
 def candidate_rules(config: Config) -> list[tuple[str, ...]]:
     """Every rule that makes a candidate pair: the identifier rules first, then the blocking rules."""
-    return [(rule.attribute,) for rule in config.identifiers] + [
-        tuple(rule) for rule in config.matching.blocking_rules
-    ]
+    return identifier_blocking_rules(config) + [tuple(rule) for rule in config.matching.blocking_rules]
 
 
 def with_candidate_rules(settings: dict[str, Any], config: Config, dialect: str) -> dict[str, Any]:
@@ -419,7 +422,7 @@ def score_candidates(
         rule_name = F.lit(None).cast("string")  # match_key: the first identifier rule that found it
         for index, rule in reversed(list(enumerate(config.identifiers))):
             rule_name = F.when(F.col("match_key").cast("int") == index, F.lit(rule.name)).otherwise(rule_name)
-        scored.append(edges(predict([(r.attribute,) for r in config.identifiers], None), rule_name))
+        scored.append(edges(predict(identifier_blocking_rules(config), None), rule_name))
     if config.matching.blocking_rules:
         model_pairs = edges(predict(config.matching.blocking_rules, config.matching.review_threshold),
                             F.lit(MODEL_RULE))

@@ -268,10 +268,13 @@ def constrain_clusters(
         .join(cluster_of_left, "record_key_l")
         .join(breaking.select(cluster.alias(link_cluster)), link_cluster, "left_semi")
     )
+    # Labels and cuts are both read from this output: a lazy local checkpoint keeps the first
+    # action's result, so the violation checks and the pandas calls run once, not once each.
     out = (
         to_split.groupBy(CLUSTER)
         .cogroup(split_links.groupBy(link_cluster))
         .applyInPandas(_split_groups(tuple(attributes), frozenset(unique_sources)), _SPLIT_SCHEMA)
+        .localCheckpoint(eager=False)
     )
     relabelled = out.filter(F.col(_KIND) == "label").select(
         F.col(_LEFT).alias("record_key"), F.col(_RIGHT).alias("__split_cluster")
