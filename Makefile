@@ -10,7 +10,7 @@ PEOPLE ?= 20000
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[spark,test,bench]"
 	touch $(STAMP)
 
 demo: $(STAMP)  ## resolve the bundled sample data into ./lakehouse and show the entities

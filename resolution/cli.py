@@ -1,4 +1,10 @@
-"""The ``idr`` command: ``run``, ``stream``, ``train``, ``show``, ``generate``, ``evaluate``, ``reject``."""
+"""The ``idr`` command: ``run``, ``stream``, ``train``, ``show``, ``check``, ``views``, ``accept``,
+``reject``, ``notebook``, ``generate``, ``evaluate``.
+
+Exit codes, for schedulers: 0 success; 1 the run failed (recorded FAILED in ``runs``); 2 bad
+configuration or arguments; 3 another run holds the pipeline; 4 a data quality check failed.
+Each command ends with one summary line (``idr run ... SUCCEEDED ...``).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,26 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from resolution.config import ConfigError, load_config
+from resolution.config import ConfigError, load_config, parse_variables
+
+EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY, EXIT_QUALITY = 1, 2, 3, 4
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idr", description="Identity resolution for the lakehouse.")
     commands = parser.add_subparsers(dest="command", required=True)
+    # every command that reads a config takes --config and --var
+    configured = argparse.ArgumentParser(add_help=False)
+    configured.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/example.yml")
+    configured.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE",
+        help="value of ${NAME} in the config (repeatable), e.g. --var catalog=main",
+    )
 
-    run = commands.add_parser("run", help="resolve the configured sources into entities")
-    run.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/example.yml")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[configured], **kwargs)
+
+    run = command("run", help="resolve the configured sources into entities")
     run.add_argument("--run-id", help="run id to record (default: timestamp + random suffix)")
     run.add_argument(
         "--mode",
@@ -28,11 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compute everything, write only dry_run_changes, print what would change",
     )
+    run.add_argument(
+        "--skip-checks", action="store_true", help="do not run the data quality checks after the run"
+    )
 
-    stream = commands.add_parser(
+    stream = command(
         "stream", help="resolve a source's changes continuously (Structured Streaming micro-batches)"
     )
-    stream.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/example.yml")
     stream.add_argument("--source", required=True, help="the audit or delta_cdf source to stream")
     stream.add_argument(
         "--checkpoint", help="streaming checkpoint folder (default: <warehouse>/_streams/<source>)"
@@ -53,19 +72,16 @@ def _parser() -> argparse.ArgumentParser:
         help="how long a micro-batch waits for another run holding the pipeline",
     )
 
-    train = commands.add_parser("train", help="estimate the Splink model and save it as JSON")
-    train.add_argument("--config", required=True, help="pipeline YAML whose sources train the model")
+    train = command("train", help="estimate the Splink model and save it as JSON")
     train.add_argument("--output", help="model JSON path (default: matching.model of the config)")
 
-    show = commands.add_parser("show", help="print an output table (to look at results quickly)")
-    show.add_argument("--config", required=True, help="pipeline YAML naming the warehouse")
+    show = command("show", help="print an output table (to look at results quickly)")
     show.add_argument("--table", default="resolved_membership", help="output table name")
     show.add_argument("--limit", type=int, default=20, help="rows to print")
 
-    evaluate = commands.add_parser(
+    evaluate = command(
         "evaluate", help="score resolved_membership against ground truth (pairwise, B-cubed)"
     )
-    evaluate.add_argument("--config", required=True, help="pipeline YAML naming the warehouse")
     evaluate.add_argument(
         "--truth", required=True, help="truth CSV, Parquet or Delta folder, or table (record key -> person id)"
     )
@@ -76,16 +92,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--title", help="report title (default: the config file name)")
 
-    reject = commands.add_parser(
-        "reject", help="record that two records are different people; the next run keeps them apart"
+    for decision, meaning in (
+        ("accept", "record that two records are the same person; the next run links them"),
+        ("reject", "record that two records are different people; the next run keeps them apart"),
+    ):
+        decide = command(decision, help=meaning)
+        decide.add_argument(
+            "--pair", nargs=2, action="append", required=True, metavar=("KEY_L", "KEY_R"),
+            help="two record keys (source:source_id); repeat for more pairs",
+        )
+        decide.add_argument("--by", help="who decided (stored in review_decisions)")
+        decide.add_argument("--note", help="why (stored in review_decisions)")
+
+    command("check", help="run the data quality checks on the output tables (exit 4 if one fails)")
+
+    views = command("views", help="create the analyst SQL views (customer_360, entity_lookup, entity_history)")
+    views.add_argument("--print", action="store_true", dest="print_sql", help="print their SQL, create nothing")
+
+    notebook = commands.add_parser(
+        "notebook", help="run a notebook of notebooks/ locally, top to bottom (Databricks source format)"
     )
-    reject.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/example.yml")
-    reject.add_argument(
-        "--pair", nargs=2, action="append", required=True, metavar=("KEY_L", "KEY_R"),
-        help="two record keys (source:source_id); repeat for more pairs",
+    notebook.add_argument("path", help="e.g. notebooks/01_quick_start.py")
+    notebook.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="widget value (repeatable), e.g. --param config=conf/example.yml",
     )
-    reject.add_argument("--by", help="who decided (stored in review_decisions)")
-    reject.add_argument("--note", help="why (stored in review_decisions)")
+    notebook.add_argument("--output", default="reports/notebooks", help="folder for the charts it draws")
 
     generate = commands.add_parser("generate", help="write synthetic multi-source people with truth")
     generate.add_argument("--people", type=int, default=2000, help="number of distinct people")
@@ -112,11 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"wrote {args.output}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
         return 0
+    if args.command == "notebook":
+        return _notebook(args)
     try:
-        config = load_config(args.config)
-    except ConfigError as error:
+        config = load_config(args.config, parse_variables(args.var))
+    except (ConfigError, ValueError) as error:
         print(f"config error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+
+    if args.command == "views" and args.print_sql:
+        return _print_views(config)
 
     from resolution.session import get_spark_session
 
@@ -134,15 +171,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_table(spark, config, table=args.table, limit=args.limit)
         return 0
 
-    if args.command == "stream":
-        return _stream(spark, config, args)
+    handlers = {
+        "stream": _stream, "evaluate": _evaluate, "accept": _decide, "reject": _decide,
+        "check": _check, "views": _views,
+    }
+    if args.command in handlers:
+        return handlers[args.command](spark, config, args)
+    return _run(spark, config, args)
 
-    if args.command == "evaluate":
-        return _evaluate(spark, config, args)
 
-    if args.command == "reject":
-        return _reject(spark, config, args)
-
+def _run(spark, config, args) -> int:
     from resolution.pipeline import PipelineBusyError, describe_error, run_pipeline
 
     try:
@@ -151,14 +189,84 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     except PipelineBusyError as error:
         print(f"run refused: {error}", file=sys.stderr)
-        return 3
+        return EXIT_BUSY
     except Exception as error:  # the run is recorded as FAILED in the runs table
         print(f"run failed: {describe_error(error)}", file=sys.stderr)
-        return 1
-    return 0 if summary.status == "SUCCEEDED" else 1
+        return EXIT_FAILED
+    code = 0 if summary.status == "SUCCEEDED" else EXIT_FAILED
+    if code == 0 and not args.dry_run and not args.skip_checks and config.quality.enabled:
+        code = _check(spark, config, args, run_id=summary.run_id, quiet=True)
+    print(summary.one_line())
+    return code
+
+
+def _notebook(args) -> int:
+    from resolution.notebooks import NotebookError, run_notebook
+    from resolution.session import get_spark_session
+
+    try:
+        params = parse_variables(args.param)
+    except ValueError as error:
+        print(f"notebook error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        run = run_notebook(args.path, spark=get_spark_session(), params=params, output_dir=args.output)
+    except (NotebookError, FileNotFoundError) as error:
+        print(f"notebook failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"notebook {args.path} ran to the end: {run.displayed} outputs, {len(run.figures)} charts in {args.output}")
+    return 0
+
+
+def _store(spark, config):
+    from resolution.pipeline import store_for
+    from resolution.session import detect_backends
+
+    return store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+
+
+def _check(spark, config, args, *, run_id: str | None = None, quiet: bool = False) -> int:
+    """Run the quality checks, record them, print them (failures only when ``quiet``)."""
+    from resolution.pipeline import last_successful_run
+    from resolution.quality import run_checks, summary_line, write_results
+
+    store = _store(spark, config)
+    results = run_checks(store, config)
+    if run_id is None:
+        last = last_successful_run(store)
+        run_id = last["run_id"] if last is not None else "none"
+    if store.exists("source_records"):
+        write_results(spark, store, results, run_id=run_id)
+    for result in results:
+        if not (quiet and result.passed):
+            print(result.line())
+    print(summary_line(results))
+    return 0 if all(result.passed for result in results) else EXIT_QUALITY
+
+
+def _views(spark, config, args) -> int:
+    from resolution.views import create_views
+
+    try:
+        names = create_views(spark, _store(spark, config), config)
+    except FileNotFoundError as error:
+        print(f"views not created: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print("created views: " + ", ".join(names))
+    return 0
+
+
+def _print_views(config) -> int:
+    from resolution import schemas as S
+    from resolution.views import view_sql
+
+    names = (S.GOLDEN_PROFILES, S.RESOLVED_MEMBERSHIP, S.REVIEW_QUEUE, S.ENTITY_LINEAGE, S.SOURCE_RECORDS)
+    for view, select in view_sql(config, {name: name for name in names}).items():
+        print(f"CREATE OR REPLACE VIEW {view} AS\n{select};\n")
+    return 0
 
 
 def _evaluate(spark, config, args) -> int:
@@ -185,18 +293,19 @@ def _evaluate(spark, config, args) -> int:
     return 0
 
 
-def _reject(spark, config, args) -> int:
-    from resolution.pipeline import store_for
-    from resolution.review import ReviewError, reject_pairs
-    from resolution.session import detect_backends
+def _decide(spark, config, args) -> int:
+    from resolution.review import ReviewError, decide_pairs
 
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
     try:
-        count = reject_pairs(spark, store, [tuple(pair) for pair in args.pair], decided_by=args.by, note=args.note)
+        count = decide_pairs(
+            spark, _store(spark, config), [tuple(pair) for pair in args.pair], args.command,
+            decided_by=args.by, note=args.note,
+        )
     except ReviewError as error:
         print(f"review error: {error}", file=sys.stderr)
-        return 2
-    print(f"recorded {count} rejected pair(s) in review_decisions; the next run keeps them apart")
+        return EXIT_CONFIG
+    effect = "links them" if args.command == "accept" else "keeps them apart"
+    print(f"recorded {count} {args.command}ed pair(s) in review_decisions; the next run {effect}")
     return 0
 
 
@@ -226,6 +335,17 @@ def _stream(spark, config, args) -> int:
         return 1
     print(f"stream of {args.source} ended after {len(handler.batches)} micro-batches")
     return 0
+
+
+def console() -> None:
+    """The ``idr`` console script: a non-zero exit code is raised as ``SystemExit``.
+
+    Databricks runs a wheel task's entry point as ``entry_point.load()()`` and ignores what it
+    returns, so a failed run (or a failed quality check) must raise to fail the task.
+    """
+    code = main()
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import yaml
@@ -147,6 +149,36 @@ class CannotLinkConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """Data quality checks run after each job (``idr check``); a violation fails the job.
+
+    ``max_entity_size``: no entity may hold more records (default: ``matching.max_entity_size``).
+    ``freshness``: per source, the oldest its newest record may be (source timestamp), e.g.
+    ``{crm: 15m}``; ``default`` applies to every source with a timestamp.
+    """
+
+    enabled: bool = True
+    max_entity_size: int | None = None
+    freshness: dict[str, timedelta] = field(default_factory=dict)
+
+    def freshness_of(self, source: str) -> timedelta | None:
+        """The freshness limit of ``source`` (its own or the default), or None."""
+        return self.freshness.get(source, self.freshness.get("default"))
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``1d`` as a timedelta; anything else raises ValueError."""
+    match = _DURATION.fullmatch(str(text))
+    if match is None:
+        raise ValueError(f"not a duration like 15m, 2h or 1d: {text!r}")
+    return timedelta(**{_DURATION_UNITS[match.group(2)]: float(match.group(1))})
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """Where output tables live: a local warehouse folder or a catalog + schema."""
 
@@ -170,6 +202,7 @@ class Config:
     attribute_kinds: dict[str, str]
     phone_region: str = "US"
     cannot_link: CannotLinkConfig = CannotLinkConfig()
+    quality: QualityConfig = QualityConfig()
 
     @property
     def attributes(self) -> list[str]:
@@ -395,6 +428,29 @@ def _parse_cannot_link(section: _Section | None, attributes: set[str], sources: 
     return CannotLinkConfig(attributes=tuple(names), unique_sources=tuple(unique))
 
 
+def _parse_quality(section: _Section | None, sources: tuple[SourceConfig, ...]) -> QualityConfig:
+    if section is None:
+        return QualityConfig()
+    section.check_keys({"enabled", "max_entity_size", "freshness"})
+    max_size = section.get("max_entity_size", int, None)
+    if max_size is not None and max_size < 1:
+        section.fail("must be at least 1", "max_entity_size")
+    freshness = {}
+    timestamped = {source.name: source.timestamp for source in sources}
+    for name, text in section.get("freshness", dict, {}).items():
+        if name != "default" and name not in timestamped:
+            section.fail(f"no source is called {name!r} (or use 'default')", f"freshness.{name}")
+        if name != "default" and timestamped[name] is None:
+            section.fail(f"source {name!r} has no timestamp column to measure freshness", f"freshness.{name}")
+        try:
+            freshness[str(name)] = parse_duration(text)
+        except ValueError as error:
+            section.fail(str(error), f"freshness.{name}")
+    return QualityConfig(
+        enabled=section.get("enabled", bool, True), max_entity_size=max_size, freshness=freshness
+    )
+
+
 def _parse_storage(section: _Section) -> StorageConfig:
     section.check_keys({"warehouse", "catalog", "schema", "backend", "checkpoint_dir"})
     warehouse = section.get("warehouse", str, None)
@@ -418,7 +474,7 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
     root = _Section(file, "config", data)
     root.key = ""
     allowed = {"sources", "identifiers", "matching", "survivorship", "storage", "attributes",
-               "phone_region", "cannot_link"}
+               "phone_region", "cannot_link", "quality"}
     unknown = sorted(set(root.data) - allowed)
     if unknown:
         raise ConfigError(file, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
@@ -475,11 +531,58 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
         attribute_kinds=attribute_kinds,
         phone_region=phone_region.upper(),
         cannot_link=_parse_cannot_link(top("cannot_link", required=False), attributes, names),
+        quality=_parse_quality(top("quality", required=False), sources),
     )
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a YAML config file."""
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def substitute_variables(data: Any, variables: dict[str, str], *, file: str, key: str = "") -> Any:
+    """``data`` with every ``${name}`` in a string replaced by ``variables[name]``.
+
+    One config then serves several environments: ``storage: {catalog: ${catalog}}`` with
+    ``idr run --var catalog=main`` (the Databricks bundle passes its target's variables so).
+    A name missing from ``variables`` is looked up in the environment; missing there too, it
+    is an error naming the key.
+    """
+    if isinstance(data, dict):
+        return {
+            name: substitute_variables(value, variables, file=file, key=f"{key}.{name}" if key else str(name))
+            for name, value in data.items()
+        }
+    if isinstance(data, list):
+        return [
+            substitute_variables(value, variables, file=file, key=f"{key}[{index}]")
+            for index, value in enumerate(data)
+        ]
+    if not isinstance(data, str):
+        return data
+
+    def value_of(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in variables:
+            return variables[name]
+        if name in os.environ:
+            return os.environ[name]
+        raise ConfigError(file, key, f"variable ${{{name}}} is not set (pass --var {name}=VALUE)")
+
+    return _VARIABLE.sub(value_of, data)
+
+
+def parse_variables(pairs: list[str] | None) -> dict[str, str]:
+    """``NAME=VALUE`` strings (``--var``) as a mapping; a malformed one raises ValueError."""
+    variables = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"expected NAME=VALUE, got {pair!r}")
+        variables[name] = value
+    return variables
+
+
+def load_config(path: str | os.PathLike[str], variables: dict[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file, substituting ``${name}`` (see :func:`substitute_variables`)."""
     file = str(path)
     try:
         with open(file, encoding="utf-8") as handle:
@@ -488,4 +591,4 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(file, "file", "not found") from None
     except yaml.YAMLError as error:
         raise ConfigError(file, "file", f"not valid YAML: {error}") from None
-    return parse_config(data, file=file)
+    return parse_config(substitute_variables(data, variables or {}, file=file), file=file)

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from resolution.config import IdentifierRule
 from resolution.schemas import (
+    ACCEPTED_RULE,
     COMPARISON_LEVELS,
     EDGE_STATUS,
     LINK,
@@ -122,22 +123,50 @@ def blocking_candidates(
 
 
 def classify_edges(
-    scored: DataFrame, *, link_threshold: float, review_threshold: float
+    scored: DataFrame,
+    *,
+    link_threshold: float,
+    review_threshold: float,
+    accepted: DataFrame | None = None,
 ) -> DataFrame:
     """Label each scored pair ``link`` or ``review``; pairs below the review band are dropped.
 
     Pairs found by a deterministic identifier rule are links whatever the model says.
+    ``accepted`` (``record_key_l < record_key_r``): pairs a reviewer accepted. They are links
+    too: a model pair below the link threshold becomes rule ``accepted`` (its score and
+    comparison levels kept as evidence), and an accepted pair no rule or blocking rule found
+    is added as an ``accepted`` link without a score.
     """
     probability = F.col(MATCH_PROBABILITY)
+    is_accepted = F.lit(False)
+    if accepted is not None:
+        pairs = accepted.select(RECORD_KEY_L, RECORD_KEY_R).distinct()
+        unscored = pairs.join(scored, [RECORD_KEY_L, RECORD_KEY_R], "left_anti").select(
+            RECORD_KEY_L,
+            RECORD_KEY_R,
+            F.lit(ACCEPTED_RULE).alias(RULE),
+            F.lit(None).cast("double").alias(MATCH_PROBABILITY),
+            F.lit(None).cast("double").alias(MATCH_WEIGHT),
+            F.lit(None).cast("map<string,string>").alias(COMPARISON_LEVELS),
+        )
+        scored = (
+            scored.join(pairs.withColumn("__accepted", F.lit(True)), [RECORD_KEY_L, RECORD_KEY_R], "left")
+            .unionByName(unscored.withColumn("__accepted", F.lit(True)))
+        )
+        is_accepted = F.coalesce(F.col("__accepted"), F.lit(False))
+    model_link = (F.col(RULE) == MODEL_RULE) & (probability >= link_threshold)
+    rule = F.when(is_accepted & (F.col(RULE) == MODEL_RULE) & ~model_link, F.lit(ACCEPTED_RULE)).otherwise(
+        F.col(RULE)
+    )
     status = (
-        F.when(F.col(RULE) != MODEL_RULE, F.lit(LINK))
+        F.when((F.col(RULE) != MODEL_RULE) | is_accepted, F.lit(LINK))
         .when(probability >= link_threshold, F.lit(LINK))
         .when(probability >= review_threshold, F.lit(REVIEW))
     )
     return scored.withColumn(EDGE_STATUS, status).filter(F.col(EDGE_STATUS).isNotNull()).select(
         RECORD_KEY_L,
         RECORD_KEY_R,
-        RULE,
+        rule.alias(RULE),
         EDGE_STATUS,
         MATCH_PROBABILITY,
         MATCH_WEIGHT,

@@ -41,7 +41,7 @@ from resolution.matching import (
     mask_oversized_identifiers,
 )
 from resolution.outputs import DELETE_FLAG, changed_rows, stamp_run
-from resolution.review import decided_keys, rejected_pairs
+from resolution.review import accepted_pairs, decided_keys, rejected_pairs
 from resolution.schemas import SCORED_SCHEMA
 from resolution.scoring import candidate_rules, load_model, score_candidates
 from resolution.session import Backends, detect_backends
@@ -92,6 +92,26 @@ class RunSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     rows_written: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+
+    def one_line(self) -> str:
+        """The run in one line of ``key=value`` fields, the last line a job prints (for schedulers)."""
+        fields = {
+            "mode": self.mode.replace(" ", "_"),
+            "records": self.records_in,
+            "new": self.records_new,
+            "updated": self.records_updated,
+            "deleted": self.records_deleted,
+            "rejected": self.records_rejected,
+            "links": sum(self.edges_by_rule.values()),
+            "review": self.review_pairs,
+            "entities": self.entities,
+            "created": self.entities_created,
+            "merged": self.entities_merged,
+            "split": self.entities_split,
+            "largest": self.largest_entity,
+            "seconds": f"{sum(self.stage_seconds.values()):.1f}",
+        }
+        return f"idr run {self.run_id} {self.status} " + " ".join(f"{k}={v}" for k, v in fields.items())
 
     def lines(self) -> list[str]:
         """The human-readable summary printed at the end of a run."""
@@ -415,6 +435,14 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
     with ctx.progress.stage("score"):
         model = load_model(config.matching.model, config)
         rules = config.identifiers
+        # Reviewers' decisions: accepted pairs are links, rejected pairs constraints (cluster).
+        review_accepted = review_rejected = None
+        decisions_version = store.version(S.REVIEW_DECISIONS)
+        if decisions_version is not None:
+            decisions = store.read(S.REVIEW_DECISIONS).transform(materialize)
+            review_rejected = rejected_pairs(decisions).transform(materialize)
+            review_accepted = _pairs_within(accepted_pairs(decisions), live.select(S.RECORD_KEY))
+            summary.source_versions[DECISIONS_VERSION] = str(decisions_version)
         if ctx.full:
             rescored = changed_keys
             matchable = mask_oversized_identifiers(live, rules=rules).transform(materialize)
@@ -423,7 +451,13 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             # too: their rule edges appear or vanish although the records did not change.
             old_rows = old_records.join(gone_or_changed, S.RECORD_KEY, "left_semi")
             crossed = _crossed_group_records(live, new_rows=changed, old_rows=old_rows, rules=rules)
-            rescored = changed_keys.unionByName(crossed).distinct().transform(materialize)
+            rescored = changed_keys.unionByName(crossed)
+            if decisions_version is not None:
+                # records of pairs decided since the last run: their edges follow the decision
+                since = ctx.versions.get(DECISIONS_VERSION)
+                decided = decided_keys(store, since_version=int(since) if since is not None else None)
+                rescored = rescored.unionByName(decided.join(live, S.RECORD_KEY, "left_semi"))
+            rescored = rescored.distinct().transform(materialize)
             # Only records sharing a blocking key with a rescored one can pair with it: score
             # against those (masked by their groups' sizes over all live records).
             seeds = live.join(F.broadcast(rescored), S.RECORD_KEY, "left_semi").transform(materialize)
@@ -452,6 +486,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             scored,
             link_threshold=config.matching.link_threshold,
             review_threshold=config.matching.review_threshold,
+            accepted=None if review_accepted is None else _edges_touching(review_accepted, rescored),
         ).transform(materialize)
         touched = rescored.unionByName(deleted).distinct().transform(materialize)
         new_links = new_edges.filter(F.col(S.EDGE_STATUS) == S.LINK)
@@ -465,16 +500,6 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         seeds = touched.unionByName(
             new_links.select(F.col(S.RECORD_KEY_L).alias(S.RECORD_KEY))
         ).unionByName(new_links.select(F.col(S.RECORD_KEY_R).alias(S.RECORD_KEY)))
-        # Reviewers' rejections are constraints too; pairs decided since the last run are seeds.
-        review_rejected = None
-        decisions_version = store.version(S.REVIEW_DECISIONS)
-        if decisions_version is not None:
-            review_rejected = rejected_pairs(store.read(S.REVIEW_DECISIONS)).transform(materialize)
-            if not ctx.full:
-                since = ctx.versions.get(DECISIONS_VERSION)
-                decided = decided_keys(store, since_version=int(since) if since is not None else None)
-                seeds = seeds.unionByName(decided)
-            summary.source_versions[DECISIONS_VERSION] = str(decisions_version)
         affected_entities = old_membership.join(seeds, S.RECORD_KEY, "left_semi").select(S.ENTITY_ID).distinct()
         old_cuts = ctx.table(S.CUT_EDGES, S.CUT_EDGES_SCHEMA)
         if not ctx.full:
@@ -503,10 +528,13 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
                 [S.RECORD_KEY_L, S.RECORD_KEY_R],
                 "left_anti",
             )
+        # A reviewer's acceptance is the strongest link (constraints and rejections still apply).
+        weight = F.when(F.col(S.RULE) == S.ACCEPTED_RULE, F.lit(float("inf"))).otherwise(F.col(S.MATCH_WEIGHT))
         links = (
             kept_region_edges.filter(F.col(S.EDGE_STATUS) == S.LINK)
-            .select(S.RECORD_KEY_L, S.RECORD_KEY_R, S.MATCH_WEIGHT)
-            .unionByName(new_links.select(S.RECORD_KEY_L, S.RECORD_KEY_R, S.MATCH_WEIGHT))
+            .select(*new_links.columns)
+            .unionByName(new_links)
+            .select(S.RECORD_KEY_L, S.RECORD_KEY_R, weight.alias(S.MATCH_WEIGHT))
         )
         clustering = get_connected_components(
             spark, ctx.backends.clustering, max_edges=config.matching.max_embedded_graph_edges
@@ -566,6 +594,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         review = _review_pairs(
             kept_region_edges.select(*new_edges.columns).unionByName(new_edges),
             untouched.select(S.RECORD_KEY, S.ENTITY_ID).unionByName(membership.select(S.RECORD_KEY, S.ENTITY_ID)),
+            rejected=review_rejected,
         ).transform(materialize)
         summary.review_pairs = review.count()
         old_review = _edges_touching(ctx.table(S.REVIEW_QUEUE, S.REVIEW_QUEUE_SCHEMA), region)
@@ -668,6 +697,13 @@ def _entities_joined_by_cuts(membership: DataFrame, entities: DataFrame, cuts: D
         if added.first() is None:
             return entities
         entities = entities.unionByName(added).transform(materialize)
+
+
+def _pairs_within(pairs: DataFrame, keys: DataFrame) -> DataFrame:
+    """Pairs (``record_key_l, record_key_r``) with both endpoints among ``keys``."""
+    return pairs.join(keys.select(F.col(S.RECORD_KEY).alias(S.RECORD_KEY_L)), S.RECORD_KEY_L, "left_semi").join(
+        keys.select(F.col(S.RECORD_KEY).alias(S.RECORD_KEY_R)), S.RECORD_KEY_R, "left_semi"
+    )
 
 
 def _edges_touching(edges: DataFrame, keys: DataFrame) -> DataFrame:
@@ -781,18 +817,25 @@ def standardize_sources(
     )
 
 
-def _review_pairs(edges: DataFrame, membership: DataFrame) -> DataFrame:
+def _review_pairs(edges: DataFrame, membership: DataFrame, *, rejected: DataFrame | None) -> DataFrame:
     """Review-band pairs whose records ended in different entities: the ones a person decides.
 
-    A review pair inside one entity is already settled by stronger links.
+    A review pair inside one entity is already settled by stronger links (an accepted pair is
+    a link, so it leaves the queue). Status ``open``, or ``rejected`` once a reviewer rejected it.
     """
     entity = membership.select(S.RECORD_KEY, S.ENTITY_ID)
-    return (
+    pairs = (
         edges.filter(F.col(S.EDGE_STATUS) == S.REVIEW)
         .join(entity.withColumnRenamed(S.RECORD_KEY, S.RECORD_KEY_L).withColumnRenamed(S.ENTITY_ID, "__l"), S.RECORD_KEY_L)
         .join(entity.withColumnRenamed(S.RECORD_KEY, S.RECORD_KEY_R).withColumnRenamed(S.ENTITY_ID, "__r"), S.RECORD_KEY_R)
         .filter(F.col("__l") != F.col("__r"))
-        .withColumn("status", F.lit("open"))
+        .drop(S.EDGE_STATUS)  # the queue's status column replaces the edge's
+    )
+    if rejected is None:
+        return pairs.withColumn("status", F.lit("open"))
+    flagged = rejected.select(S.RECORD_KEY_L, S.RECORD_KEY_R, F.lit("rejected").alias("status"))
+    return pairs.join(flagged, [S.RECORD_KEY_L, S.RECORD_KEY_R], "left").withColumn(
+        "status", F.coalesce(F.col("status"), F.lit("open"))
     )
 
 

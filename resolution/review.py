@@ -1,9 +1,11 @@
 """Reviewers' decisions on pairs, kept in the ``review_decisions`` Delta table.
 
-A rejected pair is a cannot-link constraint: the next run keeps its two records in different
-entities, even when other records link them (see :mod:`resolution.clustering.constrained`).
-Decisions are rows anyone can write (this module, ``idr reject``, SQL ``INSERT``/``MERGE`` on
-Databricks); the latest decision per pair counts.
+An accepted pair is linked by the next run whatever the model says (rule ``accepted`` in
+``match_edges``). A rejected pair is a cannot-link constraint: the next run keeps its two
+records in different entities, even when other records link them (see
+:mod:`resolution.clustering.constrained`). Decisions are rows anyone can write (this module,
+``idr accept`` / ``idr reject``, the review notebook, SQL ``INSERT``/``MERGE`` on Databricks);
+the latest decision per pair counts, and at the same instant a rejection wins.
 """
 
 from __future__ import annotations
@@ -18,24 +20,30 @@ from pyspark.sql.window import Window
 from resolution import schemas as S
 from resolution.store import DeltaStore
 
+DECISIONS = (S.ACCEPT, S.REJECT)
+
 
 class ReviewError(ValueError):
     """A decision names a record the warehouse does not hold, or a pair of one record."""
 
 
-def reject_pairs(
+def decide_pairs(
     spark: SparkSession,
     store: DeltaStore,
     pairs: Sequence[tuple[str, str]],
+    decision: str,
     *,
     decided_by: str | None = None,
     note: str | None = None,
 ) -> int:
-    """Record that each pair of record keys is two different people; returns the pairs written.
+    """Record ``decision`` (``accept``: the same person, ``reject``: two different people)
+    on each pair of record keys; returns the pairs written.
 
     Every key must be a live record of ``source_records``: a typo would otherwise store a
     decision that never applies.
     """
+    if decision not in DECISIONS:
+        raise ReviewError(f"a decision is one of {', '.join(DECISIONS)}, got {decision!r}")
     ordered = []
     for left, right in pairs:
         if left == right:
@@ -50,7 +58,7 @@ def reject_pairs(
     if unknown:
         raise ReviewError(f"no live record {unknown[0]!r} in source_records ({len(unknown)} unknown key(s))")
     now = datetime.now(timezone.utc)
-    rows = [(left, right, S.REJECT, decided_by, now, note) for left, right in dict.fromkeys(ordered)]
+    rows = [(left, right, decision, decided_by, now, note) for left, right in dict.fromkeys(ordered)]
     store.create_if_missing(S.REVIEW_DECISIONS, S.REVIEW_DECISIONS_SCHEMA)
     store.merge(
         S.REVIEW_DECISIONS,
@@ -60,21 +68,50 @@ def reject_pairs(
     return len(rows)
 
 
-def rejected_pairs(decisions: DataFrame) -> DataFrame:
-    """``record_key_l, record_key_r`` of the pairs whose latest decision is a rejection."""
-    pair = [F.least(S.RECORD_KEY_L, S.RECORD_KEY_R), F.greatest(S.RECORD_KEY_L, S.RECORD_KEY_R)]
+def accept_pairs(spark: SparkSession, store: DeltaStore, pairs: Sequence[tuple[str, str]], **who) -> int:
+    """Record that each pair is one person: the next run links them (see :func:`decide_pairs`)."""
+    return decide_pairs(spark, store, pairs, S.ACCEPT, **who)
+
+
+def reject_pairs(spark: SparkSession, store: DeltaStore, pairs: Sequence[tuple[str, str]], **who) -> int:
+    """Record that each pair is two people: the next run keeps them apart (see :func:`decide_pairs`)."""
+    return decide_pairs(spark, store, pairs, S.REJECT, **who)
+
+
+def latest_decisions(decisions: DataFrame) -> DataFrame:
+    """``record_key_l < record_key_r, decision``: the decision that counts for each pair.
+
+    The latest wins; at the same instant a rejection wins (apart is the safe side). Keys may be
+    written in either order and decisions in any case; values other than accept and reject
+    (a typo in a SQL INSERT) are ignored.
+    """
+    decision = F.lower(F.trim("decision"))
     ordered = decisions.select(
-        pair[0].alias(S.RECORD_KEY_L), pair[1].alias(S.RECORD_KEY_R), "decision", "decided_at"
-    )
-    # the latest decision wins; at the same instant a rejection wins (apart is the safe side)
+        F.least(S.RECORD_KEY_L, S.RECORD_KEY_R).alias(S.RECORD_KEY_L),
+        F.greatest(S.RECORD_KEY_L, S.RECORD_KEY_R).alias(S.RECORD_KEY_R),
+        decision.alias("decision"),
+        "decided_at",
+    ).filter(F.col("decision").isin(*DECISIONS) & (F.col(S.RECORD_KEY_L) != F.col(S.RECORD_KEY_R)))
     latest = Window.partitionBy(S.RECORD_KEY_L, S.RECORD_KEY_R).orderBy(
-        F.col("decided_at").desc(), (F.lower(F.trim("decision")) == S.REJECT).desc()
+        F.col("decided_at").desc(), (F.col("decision") == S.REJECT).desc()
     )
     return (
         ordered.withColumn("__rank", F.row_number().over(latest))
-        .filter((F.col("__rank") == 1) & (F.lower(F.trim("decision")) == S.REJECT))
-        .select(S.RECORD_KEY_L, S.RECORD_KEY_R)
+        .filter(F.col("__rank") == 1)
+        .select(S.RECORD_KEY_L, S.RECORD_KEY_R, "decision")
     )
+
+
+def rejected_pairs(decisions: DataFrame) -> DataFrame:
+    """``record_key_l, record_key_r`` of the pairs whose latest decision is a rejection."""
+    latest = latest_decisions(decisions)
+    return latest.filter(F.col("decision") == S.REJECT).select(S.RECORD_KEY_L, S.RECORD_KEY_R)
+
+
+def accepted_pairs(decisions: DataFrame) -> DataFrame:
+    """``record_key_l, record_key_r`` of the pairs whose latest decision is an acceptance."""
+    latest = latest_decisions(decisions)
+    return latest.filter(F.col("decision") == S.ACCEPT).select(S.RECORD_KEY_L, S.RECORD_KEY_R)
 
 
 def decided_keys(store: DeltaStore, *, since_version: int | None) -> DataFrame:

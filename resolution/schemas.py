@@ -29,6 +29,11 @@ DRY_RUN_CHANGES = "dry_run_changes"
 REJECTED_RECORDS = "rejected_records"
 REVIEW_DECISIONS = "review_decisions"
 CUT_EDGES = "cut_edges"
+QUALITY_CHECKS = "quality_checks"
+OUTPUT_TABLES = (
+    SOURCE_RECORDS, MATCH_EDGES, RESOLVED_MEMBERSHIP, GOLDEN_PROFILES, REVIEW_QUEUE, ENTITY_LINEAGE,
+    RUNS, DRY_RUN_CHANGES, REJECTED_RECORDS, REVIEW_DECISIONS, CUT_EDGES, QUALITY_CHECKS,
+)
 
 # Column names shared across steps.
 RECORD_KEY = "record_key"
@@ -123,7 +128,8 @@ RESOLVED_MEMBERSHIP_SCHEMA = StructType(
 )
 
 # A reviewer's decision on a pair (record_key_l < record_key_r); the latest per pair counts.
-REJECT = "reject"
+ACCEPT, REJECT = "accept", "reject"
+ACCEPTED_RULE = "accepted"  # match_edges.rule of a link a reviewer accepted
 REVIEW_DECISIONS_SCHEMA = StructType(
     _fields(
         (RECORD_KEY_L, StringType(), False),
@@ -144,6 +150,19 @@ CUT_EDGES_SCHEMA = StructType(
         ("detail", StringType(), False),
         (RUN_ID, StringType(), False),
         (UPDATED_AT, TimestampType(), False),
+    )
+)
+
+# One data quality check's outcome after a job (resolution.quality).
+QUALITY_CHECKS_SCHEMA = StructType(
+    _fields(
+        (RUN_ID, StringType(), False),  # the run whose tables were checked
+        ("check_name", StringType(), False),
+        ("status", StringType(), False),  # PASS | FAIL
+        ("observed", StringType(), False),
+        ("expected", StringType(), False),
+        ("detail", StringType(), True),
+        ("checked_at", TimestampType(), False),
     )
 )
 

@@ -11,6 +11,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from resolution import schemas as S
 from resolution.config import Config, parse_config
 
@@ -188,3 +190,17 @@ def change_billing(path: Path) -> None:
     table.update(predicate="id = 'b1'", updates={"phone": "NULL"})
     table.delete("id = 'b2'")
     write_deltalake(str(path), delta_rows(["b4", "dan", "fox", EMAILS[2], None, "2024-01-04", ""]), mode="append")
+
+
+def sample_pipeline_file(folder: Path, **sections) -> Path:
+    """conf/example.yml (the sample data) written to ``folder`` with its warehouse left as the
+    variable ``${warehouse}`` and absolute paths; ``sections`` replace top-level sections."""
+    document = yaml.safe_load((REPO / "conf" / "example.yml").read_text())
+    document["storage"]["warehouse"] = "${warehouse}"
+    for source in document["sources"]:
+        source["path"] = str(REPO / source["path"])
+    document["matching"]["model"] = str(REPO / document["matching"]["model"])
+    document.update(sections)
+    path = folder / "pipeline.yml"
+    path.write_text(yaml.safe_dump(document))
+    return path

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from pyspark.sql import functions as F
 
 from resolution import schemas as S
 from resolution.pipeline import run_pipeline, store_for
-from resolution.review import ReviewError, reject_pairs
 from resolution.session import detect_backends
 from tests.incremental_harness import World, partition, world_config
 
@@ -51,36 +49,6 @@ def test_a_shared_email_does_not_merge_two_birth_dates_and_the_cut_is_recorded(s
     cuts = _cuts(spark, config)
     assert cuts == _cuts(spark, full)
     assert {constraint for _, _, constraint in cuts} == {"unique_source:kyc"}
-
-
-def test_a_rejected_pair_is_kept_apart_even_through_another_record(spark, tmp_path):
-    world = World(tmp_path / "sources")
-    world.upsert_crm("c1", 0, email=0, phone=None)
-    world.upsert_crm("c2", 0, email=None, phone=1)
-    world.upsert_crm("c3", 0, email=0, phone=1)  # c1's email and c2's phone: bridges them
-    world.write()
-    config = world_config(world.folder, tmp_path / "incremental")  # no cannot_link section
-    run_pipeline(spark, config, **QUIET)
-    assert set(partition(spark, config).values()) == {frozenset({"crm:c1", "crm:c2", "crm:c3"})}
-    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
-    with pytest.raises(ReviewError, match="crm:c9"):
-        reject_pairs(spark, store, [("crm:c1", "crm:c9")])
-
-    assert reject_pairs(spark, store, [("crm:c2", "crm:c1")], decided_by="reviewer") == 1
-    summary = run_pipeline(spark, config, **QUIET)  # no source changed: the decision alone
-    parts = set(partition(spark, config).values())
-    assert not any({"crm:c1", "crm:c2"} <= keys for keys in parts) and len(parts) == 2
-    assert {constraint for _, _, constraint in _cuts(spark, config)} == {"rejected"}
-    assert summary.entities_split == 1
-    full = world_config(world.folder, tmp_path / "full")
-    store_full = store_for(spark, full, detect_backends(spark, prefer="embedded"))
-    run_pipeline(spark, full, **QUIET)
-    reject_pairs(spark, store_full, [("crm:c1", "crm:c2")])
-    run_pipeline(spark, full, mode="full", **QUIET)
-    assert set(partition(spark, full).values()) == parts
-    # the decision is applied once: the next run has nothing to do
-    again = run_pipeline(spark, config, **QUIET)
-    assert not again.rows_written or sum(again.rows_written.values()) == 0
 
 
 def test_deleting_the_record_behind_a_cut_rejoins_the_other_side_as_a_full_run_does(spark, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,8 @@ def test_missing_file_and_bad_yaml_are_config_errors(tmp_path):
 
 def test_every_shipped_config_loads():
     for path in sorted((EXAMPLE.parent).rglob("*.yml")):
-        load_config(path)
+        names = re.findall(r"\$\{(\w+)\}", path.read_text())  # conf/databricks_pipeline.yml's
+        load_config(path, {name: f"value_of_{name}" for name in names})
     febrl = load_config(EXAMPLE.parent / "benchmarks" / "febrl4.yml")
     assert febrl.identifiers == ()
     assert febrl.matching.comparisons["ssn"] == "code"
@@ -111,3 +113,28 @@ def test_every_shipped_config_loads():
 def test_prior_recall_outside_zero_one_is_refused(example):
     example["matching"]["training"]["prior_recall"] = 1.5
     assert _error(example).key == "matching.training.prior_recall"
+
+
+def test_variables_are_substituted_and_a_missing_one_is_named(tmp_path, example):
+    example["storage"] = {"catalog": "${catalog}", "schema": "${schema}"}
+    example["sources"][0]["path"] = "${landing}/crm.csv"
+    path = tmp_path / "vars.yml"
+    path.write_text(yaml.safe_dump(example))
+    config = load_config(path, {"catalog": "main", "schema": "identity", "landing": "/Volumes/main/identity/in"})
+    assert (config.storage.catalog, config.storage.schema) == ("main", "identity")
+    assert config.sources[0].location == "/Volumes/main/identity/in/crm.csv"
+    with pytest.raises(ConfigError, match=r"storage\.schema: variable \$\{schema\} is not set"):
+        load_config(path, {"catalog": "main", "landing": "x"})
+
+
+def test_quality_section_is_validated(example):
+    example["quality"] = {"max_entity_size": 50, "freshness": {"crm": "15m", "default": "2h"}}
+    quality = parse_config(example).quality
+    assert quality.freshness_of("crm").total_seconds() == 900
+    assert quality.freshness_of("support").total_seconds() == 7200
+    example["quality"]["freshness"] = {"crm": "soon"}
+    with pytest.raises(ConfigError, match=r"quality\.freshness\.crm: not a duration"):
+        parse_config(example)
+    example["quality"]["freshness"] = {"billing": "15m"}
+    with pytest.raises(ConfigError, match=r"quality\.freshness\.billing: no source is called"):
+        parse_config(example)
