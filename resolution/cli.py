@@ -1,5 +1,5 @@
 """The ``idr`` command: ``run``, ``stream``, ``train``, ``show``, ``check``, ``views``, ``accept``,
-``reject``, ``notebook``, ``generate``, ``evaluate``.
+``reject``, ``serve``, ``notebook``, ``generate``, ``evaluate``.
 
 Exit codes, for schedulers: 0 success; 1 the run failed (recorded FAILED in ``runs``); 2 bad
 configuration or arguments; 3 another run holds the pipeline; 4 a data quality check failed.
@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--by", help="who decided (stored in review_decisions)")
         decide.add_argument("--note", help="why (stored in review_decisions)")
 
+    serve = command("serve", help="the real-time resolve service: POST /v1/resolve (OpenAPI at /docs)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+
     command("check", help="run the data quality checks on the output tables (exit 4 if one fails)")
 
     views = command("views", help="create the analyst SQL views (customer_360, entity_lookup, entity_history)")
@@ -154,6 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "views" and args.print_sql:
         return _print_views(config)
+    if args.command == "serve":  # no Spark: the service reads the tables with delta-rs
+        from resolution.realtime.service import serve
+
+        if config.serve.inbox_source is None:
+            print(f"config error: {config.path}: serve.inbox_source: name the source the service appends to",
+                  file=sys.stderr)
+            return EXIT_CONFIG
+        serve(config, host=args.host, port=args.port)
+        return 0
 
     from resolution.session import get_spark_session
 

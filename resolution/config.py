@@ -179,6 +179,22 @@ def parse_duration(text: str) -> timedelta:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """``idr serve``: the real-time resolve service.
+
+    ``inbox_source``: a source of this config (``format: delta``, a ``path``, ``change_tracking:
+    delta_cdf``, a ``timestamp`` column) that the service appends accepted records to and the
+    next run ingests. ``timeout_seconds``: the longest a caller waits for the inbox commit (then
+    503). ``refresh_seconds``: how often the service looks for newer table versions.
+    """
+
+    inbox_source: str | None = None
+    timeout_seconds: float = 2.0
+    refresh_seconds: float = 30.0
+    max_payload_bytes: int = 16_384
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """Where output tables live: a local warehouse folder or a catalog + schema."""
 
@@ -203,6 +219,7 @@ class Config:
     phone_region: str = "US"
     cannot_link: CannotLinkConfig = CannotLinkConfig()
     quality: QualityConfig = QualityConfig()
+    serve: ServeConfig = ServeConfig()
 
     @property
     def attributes(self) -> list[str]:
@@ -451,6 +468,42 @@ def _parse_quality(section: _Section | None, sources: tuple[SourceConfig, ...]) 
     )
 
 
+INBOX_COLUMNS = ("channel", "channel_id")  # the request's source and source_id, beside its key
+
+
+def _parse_serve(section: _Section | None, sources: tuple[SourceConfig, ...]) -> ServeConfig:
+    if section is None:
+        return ServeConfig()
+    section.check_keys({"inbox_source", "timeout_seconds", "refresh_seconds", "max_payload_bytes"})
+    name = section.get("inbox_source", str, None)
+    if name is not None:
+        found = [source for source in sources if source.name == name]
+        if not found:
+            section.fail(f"no source is called {name!r}", "inbox_source")
+        inbox = found[0]
+        if inbox.format != "delta" or not inbox.is_path or inbox.change_tracking != "delta_cdf":
+            section.fail(
+                f"source {name!r} must be format: delta, a path and change_tracking: delta_cdf "
+                "(the service appends to it, the next run reads its change feed)",
+                "inbox_source",
+            )
+        if inbox.timestamp is None:
+            section.fail(f"source {name!r} needs a timestamp column (when the record was received)", "inbox_source")
+        taken = sorted({inbox.key, inbox.timestamp, *INBOX_COLUMNS} & set(inbox.columns.values()))
+        if taken:
+            section.fail(f"source {name!r} maps column {taken[0]!r}, which the inbox uses itself", "inbox_source")
+    timeout = section.get("timeout_seconds", float, 2.0)
+    refresh = section.get("refresh_seconds", float, 30.0)
+    if timeout <= 0 or refresh <= 0:
+        section.fail("timeout_seconds and refresh_seconds must be positive")
+    return ServeConfig(
+        inbox_source=name,
+        timeout_seconds=timeout,
+        refresh_seconds=refresh,
+        max_payload_bytes=section.get("max_payload_bytes", int, 16_384),
+    )
+
+
 def _parse_storage(section: _Section) -> StorageConfig:
     section.check_keys({"warehouse", "catalog", "schema", "backend", "checkpoint_dir"})
     warehouse = section.get("warehouse", str, None)
@@ -474,7 +527,7 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
     root = _Section(file, "config", data)
     root.key = ""
     allowed = {"sources", "identifiers", "matching", "survivorship", "storage", "attributes",
-               "phone_region", "cannot_link", "quality"}
+               "phone_region", "cannot_link", "quality", "serve"}
     unknown = sorted(set(root.data) - allowed)
     if unknown:
         raise ConfigError(file, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
@@ -532,6 +585,7 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
         phone_region=phone_region.upper(),
         cannot_link=_parse_cannot_link(top("cannot_link", required=False), attributes, names),
         quality=_parse_quality(top("quality", required=False), sources),
+        serve=_parse_serve(top("serve", required=False), sources),
     )
 
 

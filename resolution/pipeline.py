@@ -260,6 +260,10 @@ def run_pipeline(
     backends = detect_backends(spark, prefer=config.storage.backend)
     report(backends.describe())
     store = store_for(spark, config, backends)
+    if config.serve.inbox_source is not None:  # the service's inbox is a source before it ever wrote
+        from resolution.realtime.inbox import ensure_inbox
+
+        ensure_inbox(config)
     last = last_successful_run(store)
     if mode == "auto":
         mode = "incremental" if last is not None and store.exists(S.SOURCE_RECORDS) else "full"

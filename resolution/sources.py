@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 
 from resolution.config import Config, ConfigError, SourceConfig
 from resolution.schemas import (
@@ -126,7 +127,7 @@ def validate_rows(raw: DataFrame, source: SourceConfig, *, attributes: list[str]
     raw_row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns]))
     key = F.trim(F.col(source.key).cast("string"))
     timestamp = (
-        parse_timestamp(F.col(source.timestamp), source.date_formats)
+        _timestamp_of(raw, source.timestamp, source.date_formats)
         if source.timestamp
         else F.lit(None).cast("timestamp")
     )
@@ -221,6 +222,13 @@ def _operation_columns(source: SourceConfig) -> list:
             "__operation_time"
         ),
     ]
+
+
+def _timestamp_of(raw: DataFrame, column: str, formats) -> Column:
+    """A source's timestamp column: a timestamp or date as it is; text parsed with the formats."""
+    if isinstance(raw.schema[column].dataType, TimestampType | TimestampNTZType | DateType):
+        return F.col(column).cast("timestamp")
+    return parse_timestamp(F.col(column), formats)
 
 
 def _latest_audit_state(events: DataFrame) -> DataFrame:

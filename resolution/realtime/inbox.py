@@ -1,0 +1,125 @@
+"""The inbox: a Delta table of the records the service accepted, ingested by the next run.
+
+It is an ordinary source of the config (``serve.inbox_source``: ``format: delta``,
+``change_tracking: delta_cdf``), so the batch reads it like any other. Each row holds the
+record key the batch will use (``<request source>:<request source_id>`` in the source's key
+column), the request's source and source_id (``channel``, ``channel_id``), when it was received
+(the source's timestamp column: the anchor order of the id policy) and the raw values under the
+source's column names.
+
+Commits are grouped: requests arriving while a commit is being written go into the next one,
+so throughput does not stop at one commit per request, and every caller is answered only after
+the commit holding its record succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from resolution.config import INBOX_COLUMNS, Config, SourceConfig
+
+logger = logging.getLogger(__name__)
+
+CHANGE_DATA_FEED = {"delta.enableChangeDataFeed": "true"}
+MAX_ROWS_PER_COMMIT = 1000
+
+
+def inbox_source(config: Config) -> SourceConfig:
+    """The source the service appends to (``serve.inbox_source``)."""
+    if config.serve.inbox_source is None:
+        raise ValueError(f"{config.path}: serve.inbox_source is not set: name the source the service appends to")
+    return config.source(config.serve.inbox_source)
+
+
+def inbox_schema(source: SourceConfig) -> pa.Schema:
+    fields = [pa.field(source.key, pa.string(), nullable=False)]
+    fields += [pa.field(name, pa.string()) for name in INBOX_COLUMNS]
+    fields.append(pa.field(source.timestamp, pa.timestamp("us", tz="UTC"), nullable=False))
+    fields += [pa.field(column, pa.string()) for column in dict.fromkeys(source.columns.values())]
+    return pa.schema(fields)
+
+
+def ensure_inbox(config: Config) -> None:
+    """Create the inbox table (change data feed on) unless it exists: before the service or a run reads it."""
+    if config.serve.inbox_source is None:
+        return
+    source = inbox_source(config)
+    if not DeltaTable.is_deltatable(source.location):
+        DeltaTable.create(source.location, inbox_schema(source), mode="ignore", configuration=CHANGE_DATA_FEED)
+
+
+def inbox_row(source: SourceConfig, *, channel: str, channel_id: str, received_at: datetime,
+              data: dict[str, str | None]) -> dict:
+    """The inbox row of one accepted record (``data``: standard attribute -> raw value)."""
+    row = {source.key: f"{channel}:{channel_id}", "channel": channel, "channel_id": channel_id,
+           source.timestamp: received_at}
+    for attribute, column in source.columns.items():
+        row[column] = data.get(attribute)
+    return row
+
+
+class Inbox:
+    """Appends rows to the inbox table, grouping concurrent requests into one commit."""
+
+    def __init__(self, config: Config, *, on_committed: Callable[[list[dict]], None] | None = None):
+        ensure_inbox(config)
+        self.source = inbox_source(config)
+        self.schema = inbox_schema(self.source)
+        self.on_committed = on_committed or (lambda rows: None)
+        self._queue: queue.Queue[tuple[dict, Future]] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="idr-inbox-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, row: dict) -> Future:
+        """Queue a row; the future completes when its commit did (or raises its error)."""
+        future: Future = Future()
+        self._queue.put((row, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_ROWS_PER_COMMIT:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [row for row, _ in batch]
+            try:
+                self._commit(rows)
+                self.on_committed(rows)
+            except Exception as error:  # every caller of this commit gets the error
+                logger.error("inbox commit of %d rows failed: %s", len(rows), error)
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            for _, future in batch:
+                future.set_result(None)
+
+    def _commit(self, rows: list[dict]) -> None:
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        for attempt in range(5):
+            try:
+                write_deltalake(self.source.location, table, mode="append")
+                return
+            except CommitFailedError:  # another writer committed first: append again
+                if attempt == 4:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+
+    def pending_rows(self, known_keys) -> list[dict]:
+        """Inbox rows whose record is not in the published state yet (a restarted service
+        takes them back), oldest first."""
+        table = DeltaTable(self.source.location).to_pyarrow_table()
+        rows = [row for row in table.to_pylist() if f"{self.source.name}:{row[self.source.key]}" not in known_keys]
+        return sorted(rows, key=lambda row: (row[self.source.timestamp], row[self.source.key]))

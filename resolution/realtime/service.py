@@ -1,0 +1,303 @@
+"""``idr serve``: the HTTP service (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``).
+
+- ``POST /v1/resolve`` ``{source, source_id, data: {attribute: value}, persist}``: the entity
+  the record belongs to (``found``), or a new one (``new``, or ``review`` when uncertain pairs
+  wait for a reviewer). Unless ``persist`` is false the record is committed to the inbox before
+  the answer, so the next batch run ingests it.
+- ``GET /v1/entities/{entity_id}``: the golden profile and the member records.
+- ``GET /health``: state versions and size (503 until a state is loaded); ``GET /metrics``:
+  Prometheus metrics (latency histogram, outcomes by status, errors by kind).
+
+The published tables are re-read in the background when a run commits newer versions; the
+service keeps answering from the previous state meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import date, datetime, timezone
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+from resolution.config import Config
+from resolution.realtime.inbox import Inbox, inbox_row
+from resolution.realtime.resolver import RequestError, Resolution, Resolver, UnavailableError
+from resolution.realtime.scorer import OnlineScorer
+from resolution.realtime.state import StateHolder
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="the system the record comes from, e.g. checkout")
+    source_id: str = Field(description="the record's id in that system")
+    data: dict[str, Any] = Field(description="standard attribute -> raw value, e.g. {\"email\": \"Ann@X.org\"}")
+    persist: bool = Field(True, description="commit the record to the inbox (false: only look up)")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram("idr_resolve_latency_seconds", "POST /v1/resolve latency", ["status"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.outcomes = Counter("idr_resolve_total", "resolve answers by status", ["status"], registry=self.registry)
+        self.errors = Counter("idr_errors_total", "errors by kind", ["kind"], registry=self.registry)
+        self.records = Gauge("idr_state_records", "live records in the loaded state", registry=self.registry)
+        self.pending = Gauge("idr_pending_records", "accepted records not yet in the state", registry=self.registry)
+        self.reloads = Counter("idr_state_reloads_total", "states loaded", registry=self.registry)
+
+
+class ResolveService:
+    """State, resolver and inbox of one service; the HTTP layer is :func:`create_app`."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.metrics = Metrics()
+        self.holder = StateHolder(config)
+        self.resolver = Resolver(config, OnlineScorer(config))
+        self._awaiting: dict[str, dict] = {}  # record key -> its overlay record, until committed
+        self._in_flight: dict[str, Any] = {}  # record key -> (future, answer) of a commit under way
+        self._lock = threading.Lock()
+        self.inbox = Inbox(config, on_committed=self._committed)
+        self._stop = threading.Event()
+        self.refresh()
+        self._take_back_pending()
+        self._refresher = threading.Thread(target=self._refresh_loop, name="idr-state-refresh", daemon=True)
+        self._refresher.start()
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        changed = self.holder.refresh()
+        if changed:
+            self.resolver.overlay.drop_published(self.holder.state)
+            self.metrics.reloads.inc()
+            self.metrics.records.set(self.holder.state.size)
+            logger.info("state loaded: %s", self.holder.state.versions)
+        self.metrics.pending.set(len(self.resolver.overlay.records))
+        return changed
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.config.serve.refresh_seconds):
+            try:
+                self.refresh()
+            except Exception:  # keep serving the previous state
+                logger.exception("state refresh failed")
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _state(self):
+        state = self.holder.state
+        if state is None:
+            raise UnavailableError(f"published state unavailable: {self.holder.error or 'not loaded yet'}")
+        return state
+
+    def _take_back_pending(self) -> None:
+        """Records in the inbox the state does not hold yet (the service restarted before the
+        next run): resolved again, in arrival order, into the overlay."""
+        state = self.holder.state
+        if state is None:
+            return
+        source = self.resolver.inbox
+        for row in self.inbox.pending_rows(state.key_row):
+            channel, channel_id = row["channel"], row["channel_id"]
+            data = {a: row.get(column) for a, column in source.columns.items()}
+            try:
+                _, values, _ = self.resolver.parse(channel, channel_id, data)
+            except RequestError:
+                continue
+            _, record = self.resolver.resolve(state, channel, channel_id, values, received_at=row[source.timestamp])
+            self.resolver.overlay.add(record, indexed=record["__indexed"])
+
+    # ---- resolve ---------------------------------------------------------------------------
+
+    def resolve(self, request: ResolveRequest) -> tuple[Resolution, bool]:
+        """The answer and whether the record was stored by this call."""
+        state = self._state()
+        known = self.resolver.known(state, request.source, request.source_id)
+        if known is not None:
+            return known, False
+        raw, values, ignored = self.resolver.parse(request.source, request.source_id, request.data)
+        key = self.resolver.record_key(request.source, request.source_id)
+        with self._lock:  # the same record sent twice at once: one commit, one answer
+            in_flight = self._in_flight.get(key)
+            if in_flight is None:
+                received_at = datetime.now(timezone.utc)
+                answer, record = self.resolver.resolve(state, request.source, request.source_id, values,
+                                                       received_at=received_at)
+                answer.ignored = ignored
+                if not request.persist:
+                    return answer, False
+                row = inbox_row(self.inbox.source, channel=request.source, channel_id=request.source_id,
+                                received_at=received_at, data=raw)
+                self._awaiting[key] = record
+                in_flight = self._in_flight[key] = (self.inbox.submit(row), answer)
+        future, answer = in_flight
+        try:
+            future.result(timeout=self.config.serve.timeout_seconds)
+        except FutureTimeout:
+            raise UnavailableError(
+                f"the inbox commit did not finish within {self.config.serve.timeout_seconds}s; the record "
+                "may still be stored: retry with the same source and source_id (it is idempotent)"
+            ) from None
+        except Exception as error:
+            raise UnavailableError(f"the inbox could not be written: {error}") from error
+        return answer, True
+
+    def _committed(self, rows: list[dict]) -> None:
+        """Writer thread: committed records join the overlay (a retry then finds them)."""
+        source = self.inbox.source
+        with self._lock:
+            for row in rows:
+                key = f"{source.name}:{row[source.key]}"
+                record = self._awaiting.pop(key, None)
+                self._in_flight.pop(key, None)
+                if record is not None:
+                    self.resolver.overlay.add(record, indexed=record["__indexed"])
+        self.metrics.pending.set(len(self.resolver.overlay.records))
+
+    def entity(self, entity_id: str) -> dict | None:
+        state = self._state()
+        members = state.rows(state.entity_index.lookup(entity_id)) + [
+            {k: v for k, v in r.items() if not k.startswith("__")} for r in self.resolver.overlay.members(entity_id)
+        ]
+        profile = state.golden.get(entity_id)
+        if profile is None and not members:
+            return None
+        return {"entity_id": entity_id, "profile": profile, "pending": profile is None,
+                "records": [{k: v for k, v in m.items() if not k.endswith("_nicknames")} for m in members]}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _answer(resolution: Resolution, *, stored: bool, started: float) -> dict:
+    return {
+        "record_key": resolution.record_key,
+        "entity_id": resolution.entity_id,
+        "status": resolution.status,
+        "is_new": resolution.is_new,
+        "confidence": resolution.confidence,
+        "matched": [
+            {"record_key": m.record_key, "source": m.source, "entity_id": m.entity_id,
+             "match_probability": m.match_probability, "rule": m.rule, "status": m.status}
+            for m in resolution.matched
+        ],
+        "stored": stored,
+        "known": resolution.known,
+        "ignored": resolution.ignored,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+
+
+def create_app(config: Config, service: ResolveService | None = None) -> FastAPI:
+    """The FastAPI application of ``config`` (builds a :class:`ResolveService` unless given)."""
+    service = service or ResolveService(config)
+    app = FastAPI(
+        title="lakehouse-idr resolve",
+        description="One record in, its entity out: the answer the next batch run will agree with.",
+        version="1",
+    )
+    app.state.service = service
+    metrics = service.metrics
+
+    def error(status: int, kind: str, message: str) -> JSONResponse:
+        metrics.errors.labels(kind).inc()
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.middleware("http")
+    async def limit_payload(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > config.serve.max_payload_bytes:
+            return error(400, "bad_request", f"payload of {size} bytes is larger than {config.serve.max_payload_bytes}")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        return error(400, "bad_request", problems)
+
+    @app.post("/v1/resolve", summary="Resolve one record to its entity")
+    def resolve(request: ResolveRequest):
+        started = time.perf_counter()
+        try:
+            resolution, stored = service.resolve(request)
+        except RequestError as problem:
+            return error(400, "bad_request", str(problem))
+        except UnavailableError as problem:
+            return error(503, "unavailable", str(problem))
+        except Exception as problem:  # never a bare 500 page: say what failed
+            logger.exception("resolve failed")
+            return error(500, "internal", f"{type(problem).__name__}: {problem}")
+        answer = _answer(resolution, stored=stored, started=started)
+        metrics.outcomes.labels(resolution.status).inc()
+        metrics.latency.labels(resolution.status).observe(time.perf_counter() - started)
+        return answer
+
+    @app.get("/v1/entities/{entity_id}", summary="An entity's golden profile and member records")
+    def entity(entity_id: str):
+        try:
+            found = service.entity(entity_id)
+        except UnavailableError as problem:
+            return error(503, "unavailable", str(problem))
+        if found is None:
+            return error(404, "not_found", f"no entity {entity_id!r} (merged away? see entity_lineage)")
+        return _json(found)
+
+    @app.get("/health", summary="Loaded state and pending records")
+    def health():
+        state = service.holder.state
+        body = {
+            "status": "ok" if state is not None and service.holder.error is None else "degraded",
+            "state": None if state is None else {
+                "versions": state.versions, "records": state.size, "loaded_at": state.loaded_at.isoformat()},
+            "pending_records": len(service.resolver.overlay.records),
+            "error": service.holder.error,
+        }
+        return JSONResponse(body, status_code=200 if state is not None else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    def prometheus():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.on_event("shutdown")
+    def stop():
+        service.close()
+
+    return app
+
+
+def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "warning") -> None:
+    """Run the service until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)

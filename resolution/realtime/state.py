@@ -1,0 +1,199 @@
+"""The published identity graph in memory: read with delta-rs, indexed for one-record lookups.
+
+Indexes are sorted arrays searched by bisection (``numpy.searchsorted``): building one over a
+million values takes a second and costs two arrays, where a dict of lists would cost a Python
+object per value.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cache
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from resolution import schemas as S
+from resolution.config import Config
+from resolution.scoring import NICKNAMES_SUFFIX
+
+SEPARATOR = "\x1f"  # between the values of a multi-column blocking key
+
+
+class StateError(RuntimeError):
+    """The published tables cannot be read (missing, unreachable, not a warehouse of paths)."""
+
+
+def key_text(value) -> str | None:
+    """A value as index key text, as Arrow casts it to string (dates ISO), None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def composite_key(values) -> str | None:
+    """The key of a multi-column rule: None when any value is missing (no block)."""
+    texts = [key_text(v) for v in values]
+    return None if any(t is None for t in texts) else SEPARATOR.join(texts)
+
+
+class ValueIndex:
+    """Row numbers by value, over a column of texts (null: not indexed)."""
+
+    def __init__(self, values: pa.Array | pa.ChunkedArray):
+        values = pc.cast(values, pa.string())
+        present = np.flatnonzero(pc.is_valid(values).to_numpy(zero_copy_only=False))
+        texts = pc.take(values, pa.array(present)).to_numpy(zero_copy_only=False).astype(str)
+        order = np.argsort(texts, kind="stable")
+        self.rows = present[order]
+        self.values = texts[order]
+
+    def lookup(self, value: str | None) -> np.ndarray:
+        if value is None or not len(self.values):
+            return np.array([], dtype=np.int64)
+        low = np.searchsorted(self.values, value, side="left")
+        high = np.searchsorted(self.values, value, side="right")
+        return self.rows[low:high]
+
+
+def composite_column(table: pa.Table, rule: tuple[str, ...]) -> pa.ChunkedArray:
+    """The blocking key of every row (null where any of the rule's values is missing)."""
+    parts = [pc.cast(table.column(name), pa.string()) for name in rule]
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, SEPARATOR, null_handling="emit_null")
+
+
+@cache
+def _nicknames() -> dict[str, list[str]]:
+    from nicknames import NickNamer
+
+    return {name: sorted({name, *formal}) for name, formal in NickNamer().canonical_lookup.items()}
+
+
+def nickname_group(name: str | None) -> list[str] | None:
+    """The nickname groups of a first name, as :func:`resolution.scoring.model_inputs` gives them."""
+    if name is None:
+        return None
+    return _nicknames().get(name, [name])
+
+
+def table_path(config: Config, table: str) -> str:
+    if config.storage.warehouse is None:
+        raise StateError(
+            "idr serve reads the published tables with delta-rs, by path: set storage.warehouse "
+            "(a folder or an s3://, abfss://, gs:// URI), not a catalog schema"
+        )
+    return f"{config.storage.warehouse.rstrip('/')}/{table}"
+
+
+def table_versions(config: Config) -> dict[str, int]:
+    """The current version of each table the state is built from (cheap: reads the log only)."""
+    versions = {}
+    for table in (S.SOURCE_RECORDS, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES):
+        try:
+            versions[table] = DeltaTable(table_path(config, table)).version()
+        except Exception as error:  # TableNotFoundError, an unreachable object store, ...
+            raise StateError(f"cannot read {table_path(config, table)}: {error}") from error
+    return versions
+
+
+@dataclass
+class PublishedState:
+    """Live records with their entity, indexes for the config's rules, golden profiles."""
+
+    config: Config
+    versions: dict[str, int]
+    records: pa.Table  # model inputs + source, source_id, priority, timestamp, entity_id, is_primary
+    key_row: dict[str, int]
+    identifier_index: dict[str, ValueIndex]
+    blocking_index: dict[tuple[str, ...], ValueIndex]
+    entity_index: ValueIndex
+    golden: dict[str, dict]
+    loaded_at: datetime = field(default_factory=datetime.now)
+
+    @property
+    def size(self) -> int:
+        return self.records.num_rows
+
+    def rows(self, indices) -> list[dict]:
+        """The records at ``indices`` as dicts."""
+        return self.records.take(pa.array(np.asarray(indices, dtype=np.int64))).to_pylist()
+
+
+def model_columns(config: Config) -> list[str]:
+    """Attributes the model, the identifier rules and the blocking rules read."""
+    needed = dict.fromkeys(config.matching.comparisons)
+    for rule in config.matching.blocking_rules:
+        needed.update(dict.fromkeys(rule))
+    for identifier in config.identifiers:
+        needed[identifier.attribute] = None
+    needed.update(dict.fromkeys(config.cannot_link.attributes))
+    return list(needed)
+
+
+def load_state(config: Config) -> PublishedState:
+    """Read the current versions of source_records, resolved_membership and golden_profiles."""
+    versions = table_versions(config)
+    attributes = model_columns(config)
+    records = DeltaTable(table_path(config, S.SOURCE_RECORDS), version=versions[S.SOURCE_RECORDS]).to_pyarrow_table(
+        columns=[S.RECORD_KEY, S.SOURCE, S.SOURCE_ID, S.SOURCE_PRIORITY, S.SOURCE_TIMESTAMP, *attributes]
+    )
+    membership = DeltaTable(
+        table_path(config, S.RESOLVED_MEMBERSHIP), version=versions[S.RESOLVED_MEMBERSHIP]
+    ).to_pyarrow_table(columns=[S.RECORD_KEY, S.ENTITY_ID, S.IS_PRIMARY])
+    records = records.join(membership, S.RECORD_KEY, join_type="inner").combine_chunks()
+    for attribute, kind in config.matching.comparisons.items():
+        if kind == "given_name":
+            groups = [nickname_group(v) for v in records.column(attribute).to_pylist()]
+            records = records.append_column(attribute + NICKNAMES_SUFFIX, pa.array(groups, pa.list_(pa.string())))
+    golden_table = DeltaTable(table_path(config, S.GOLDEN_PROFILES), version=versions[S.GOLDEN_PROFILES])
+    golden = {row[S.ENTITY_ID]: row for row in golden_table.to_pyarrow_table().to_pylist()}
+    keys = records.column(S.RECORD_KEY).to_pylist()
+    return PublishedState(
+        config=config,
+        versions=versions,
+        records=records,
+        key_row={key: index for index, key in enumerate(keys)},
+        identifier_index={
+            rule.attribute: ValueIndex(records.column(rule.attribute)) for rule in config.identifiers
+        },
+        blocking_index={
+            tuple(rule): ValueIndex(composite_column(records, tuple(rule))) for rule in config.matching.blocking_rules
+        },
+        entity_index=ValueIndex(records.column(S.ENTITY_ID)),
+        golden=golden,
+    )
+
+
+class StateHolder:
+    """The current state, swapped whole when a newer table version is published."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.state: PublishedState | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Load the tables if their versions moved; True when a new state was swapped in."""
+        with self._lock:
+            try:
+                versions = table_versions(self.config)
+                if self.state is not None and versions == self.state.versions:
+                    self.error = None
+                    return False
+                self.state = load_state(self.config)
+                self.error = None
+                return True
+            except Exception as error:
+                self.error = f"{type(error).__name__}: {error}"
+                return False

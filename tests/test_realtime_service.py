@@ -1,0 +1,212 @@
+"""`idr serve` over HTTP on the sample data: known records, new people, the review band,
+idempotent re-submits, bad input, storage trouble, a killed service, and the next batch run
+agreeing with every answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from deltalake import DeltaTable
+
+from resolution import schemas as S
+from resolution.config import load_config
+from resolution.pipeline import run_pipeline
+from resolution.realtime.service import ResolveService, create_app
+from tests.incremental_harness import sample_pipeline_file
+
+QUIET = {"report": lambda line: None}
+ONLINE = {
+    "name": "online", "format": "delta", "path": "${warehouse}/inbox", "key": "record_id",
+    "timestamp": "received_at", "change_tracking": "delta_cdf", "priority": 4, "date_formats": ["yyyy-MM-dd"],
+    "columns": {a: a for a in ("first_name", "last_name", "email", "phone", "dob", "loyalty_id")},
+}
+
+
+def _config_file(folder: Path, **serve) -> Path:
+    path = sample_pipeline_file(folder)
+    document = yaml.safe_load(path.read_text())
+    document["sources"].append(ONLINE)
+    document["serve"] = {"inbox_source": "online", "refresh_seconds": 3600, **serve}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """The app on a real uvicorn server in a thread, on a free loopback port."""
+
+    def __init__(self, app):
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def resolve(self, source, source_id, **data):
+        return self.client.post("/v1/resolve", json={"source": source, "source_id": source_id, "data": data})
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(spark, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    path = _config_file(folder)
+    config = load_config(path, {"warehouse": str(folder / "lakehouse")})
+    run_pipeline(spark, config, **QUIET)
+    service = ResolveService(config)
+    server = Server(create_app(config, service))
+    yield config, service, server
+    server.stop()
+
+
+def test_known_new_review_and_idempotent_answers(served):
+    config, _, server = served
+    known = server.resolve("crm", "C001").json()
+    assert (known["entity_id"], known["status"], known["known"], known["stored"]) == ("crm:C001", "found", True, False)
+    assert known["latency_ms"] > 0
+
+    linked = server.resolve("web", "w1", email="Alice.Smith@EXAMPLE.com", first_name="Alice").json()
+    assert (linked["entity_id"], linked["status"], linked["is_new"], linked["stored"]) == ("crm:C001", "found", False, True)
+    assert {m["rule"] for m in linked["matched"]} == {"email"} and linked["confidence"] > 0.99
+
+    new = server.resolve("web", "w2", first_name="Nora", last_name="Quist", email="nora@quist.example").json()
+    assert (new["entity_id"], new["status"], new["is_new"]) == ("online:web:w2", "new", True)
+    again = server.resolve("web", "w2", first_name="Nora", last_name="Quist", email="nora@quist.example").json()
+    assert (again["entity_id"], again["known"], again["stored"]) == ("online:web:w2", True, False)
+    second = server.resolve("shop", "s9", email="NORA@quist.example", phone="07911 123499").json()
+    assert (second["entity_id"], second["status"]) == ("online:web:w2", "found")  # finds the pending record
+
+    review = server.resolve("web", "w3", first_name="Karen", last_name="Lee").json()
+    assert (review["entity_id"], review["status"], review["is_new"]) == ("online:web:w3", "review", True)
+    assert {m["entity_id"] for m in review["matched"]} == {"crm:C010", "support:T512"}
+    assert {m["status"] for m in review["matched"]} == {"review"}
+
+    inbox = DeltaTable(config.source("online").location).to_pandas()
+    assert sorted(inbox.record_id) == ["shop:s9", "web:w1", "web:w2", "web:w3"]  # one row each
+
+    entity = server.client.get("/v1/entities/online:web:w2").json()
+    assert entity["pending"] and {r["record_key"] for r in entity["records"]} == {"online:web:w2", "online:shop:s9"}
+    assert server.client.get("/v1/entities/crm:C001").json()["profile"]["record_count"] == 3
+    assert server.client.get("/v1/entities/nobody").status_code == 404
+    health = server.client.get("/health").json()
+    assert health["status"] == "ok" and health["pending_records"] == 4
+    metrics = server.client.get("/metrics").text
+    assert 'idr_resolve_total{status="review"} 1.0' in metrics
+    assert "idr_resolve_latency_seconds_bucket" in metrics
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"source": "web", "source_id": "b1", "data": {"first_name": "Ann"} | {"x" * 20: "y" * 20000}}, "payload of"),
+        ({"source": "web", "source_id": "b1", "data": {"middle_name": "J", "email": "a@b.org"}}, "data.middle_name: unknown field"),
+        ({"source": "web", "source_id": "b1", "data": {"email": "not-an-email"}}, "data.email: not a valid email"),
+        ({"source": "web", "source_id": "b1", "data": {"phone": "12"}}, "data.phone: not a valid phone"),
+        ({"source": "web", "source_id": "b1", "data": {"dob": "31/31/1990", "last_name": "Lee"}}, "data.dob: not a valid date"),
+        ({"source": "web", "source_id": "b1", "data": {"customer_note": None}}, "data.customer_note: unknown field"),
+        ({"source": "web", "source_id": "b1", "data": {}}, "no identifiers"),
+        ({"source": "web", "source_id": " ", "data": {"email": "a@b.org"}}, "source_id: a non-empty string"),
+        ({"source": "web", "data": {"email": "a@b.org"}}, "source_id: Field required"),
+        ({"source": "web", "source_id": "b1", "data": {"email": ["a@b.org"]}}, "data.email: a string is required"),
+        ({"source": "web", "source_id": "b1", "data": {"email": "a@b.org"}, "extra": 1}, "extra: Extra inputs"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(served, body, message):
+    _, _, server = served
+    response = server.client.post("/v1/resolve", json=body)
+    assert response.status_code == 400 and message in response.json()["error"], response.text
+
+
+def test_storage_trouble_is_a_503_within_the_timeout_and_the_retry_is_idempotent(spark, served, tmp_path):
+    config, service, _ = served
+    impatient = ResolveService(load_config(_config_file(tmp_path, timeout_seconds=0.001),
+                                           {"warehouse": config.storage.warehouse}))
+    server = Server(create_app(impatient.config, impatient))
+    try:
+        started = time.perf_counter()
+        slow = server.resolve("web", "t1", email="tess@t.example", last_name="Tate")
+        assert slow.status_code == 503 and "retry with the same source and source_id" in slow.json()["error"]
+        assert time.perf_counter() - started < 1.0
+        time.sleep(0.5)  # the commit completes behind the answer
+        retry = server.resolve("web", "t1", email="tess@t.example", last_name="Tate").json()
+        assert retry["known"] and retry["entity_id"] == "online:web:t1"
+        inbox = DeltaTable(config.source("online").location).to_pandas()
+        assert list(inbox.record_id).count("web:t1") == 1
+    finally:
+        server.stop()
+    missing = ResolveService(load_config(_config_file(tmp_path), {"warehouse": str(tmp_path / "empty")}))
+    server = Server(create_app(missing.config, missing))
+    try:
+        assert server.client.get("/health").status_code == 503
+        answer = server.resolve("web", "t2", email="a@b.org")
+        assert answer.status_code == 503 and "published state unavailable" in answer.json()["error"]
+    finally:
+        server.stop()
+
+
+def test_the_next_batch_run_agrees_and_a_killed_service_loses_nothing(spark, served, tmp_path):
+    config, service, server = served
+    answers = {key: server.resolve("web", key, **data).json()["entity_id"] for key, data in {
+        "k1": {"email": "carol.white@example.com", "last_name": "White"},
+        "k2": {"first_name": "Umar", "last_name": "Vance", "phone": "+447911000777"},
+    }.items()}
+    assert answers == {"k1": "crm:C003", "k2": "online:web:k2"}
+
+    # `idr serve` in its own process, killed with SIGKILL right after answering
+    port = _free_port()
+    config_file = tmp_path / "pipeline.yml"
+    config_file.write_text(_config_file(tmp_path).read_text().replace("${warehouse}", config.storage.warehouse))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "resolution.cli", "serve", "--config", str(config_file), "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        for _ in range(300):
+            try:
+                if client.get("/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        killed = client.post("/v1/resolve", json={"source": "web", "source_id": "k3",
+                                                  "data": {"email": "umar@vance.example", "phone": "+447911000777"}})
+        assert killed.json()["entity_id"] == "online:web:k2"  # the pending k2 was taken back from the inbox
+        answers["k3"] = "online:web:k2"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    expected = {"online:web:w1": "crm:C001", "online:web:w2": "online:web:w2", "online:shop:s9": "online:web:w2",
+                "online:web:w3": "online:web:w3", **{f"online:web:{k}": v for k, v in answers.items()}}
+    run_pipeline(spark, config, **QUIET)
+    membership = DeltaTable(f"{config.storage.warehouse}/{S.RESOLVED_MEMBERSHIP}").to_pandas()
+    batch = dict(zip(membership.record_key, membership.entity_id, strict=True))
+    assert {key: batch.get(key) for key in expected} == expected
+    review = DeltaTable(f"{config.storage.warehouse}/{S.REVIEW_QUEUE}").to_pandas()
+    assert "online:web:w3" in set(review.record_key_l) | set(review.record_key_r)
+
+    service.refresh()  # the service picks up the new table versions without a restart
+    assert server.client.get("/health").json()["pending_records"] == 0
+    known = server.resolve("web", "w2").json()
+    assert (known["entity_id"], known["known"]) == ("online:web:w2", True)
