@@ -186,12 +186,15 @@ class ServeConfig:
     delta_cdf``, a ``timestamp`` column) that the service appends accepted records to and the
     next run ingests. ``timeout_seconds``: the longest a caller waits for the inbox commit (then
     503). ``refresh_seconds``: how often the service looks for newer table versions.
+    ``compact_every_commits``: the inbox's small files are compacted (and its log checkpointed)
+    this often, or each commit grows slower with the table's file count.
     """
 
     inbox_source: str | None = None
     timeout_seconds: float = 2.0
     refresh_seconds: float = 30.0
     max_payload_bytes: int = 16_384
+    compact_every_commits: int = 200
 
 
 @dataclass(frozen=True)
@@ -474,7 +477,8 @@ INBOX_COLUMNS = ("channel", "channel_id")  # the request's source and source_id,
 def _parse_serve(section: _Section | None, sources: tuple[SourceConfig, ...]) -> ServeConfig:
     if section is None:
         return ServeConfig()
-    section.check_keys({"inbox_source", "timeout_seconds", "refresh_seconds", "max_payload_bytes"})
+    section.check_keys({"inbox_source", "timeout_seconds", "refresh_seconds", "max_payload_bytes",
+                        "compact_every_commits"})
     name = section.get("inbox_source", str, None)
     if name is not None:
         found = [source for source in sources if source.name == name]
@@ -501,6 +505,7 @@ def _parse_serve(section: _Section | None, sources: tuple[SourceConfig, ...]) ->
         timeout_seconds=timeout,
         refresh_seconds=refresh,
         max_payload_bytes=section.get("max_payload_bytes", int, 16_384),
+        compact_every_commits=max(1, section.get("compact_every_commits", int, 200)),
     )
 
 

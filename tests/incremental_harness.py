@@ -198,7 +198,8 @@ def sample_pipeline_file(folder: Path, **sections) -> Path:
     document = yaml.safe_load((REPO / "conf" / "example.yml").read_text())
     document["storage"]["warehouse"] = "${warehouse}"
     for source in document["sources"]:
-        source["path"] = str(REPO / source["path"])
+        inbox = source["format"] == "delta"  # the service's inbox lives in the warehouse
+        source["path"] = "${warehouse}/inbox" if inbox else str(REPO / source["path"])
     document["matching"]["model"] = str(REPO / document["matching"]["model"])
     document.update(sections)
     path = folder / "pipeline.yml"

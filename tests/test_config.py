@@ -21,7 +21,8 @@ def example() -> dict:
 
 def test_example_config_loads_with_every_section():
     config = load_config(EXAMPLE)
-    assert [source.name for source in config.sources] == ["crm", "ecommerce", "support"]
+    assert [source.name for source in config.sources] == ["crm", "ecommerce", "support", "online"]
+    assert config.serve.inbox_source == "online"
     assert config.attribute_kinds["email"] == "email"
     assert config.attribute_kinds["dob"] == "date"
     assert config.attribute_kinds["loyalty_id"] == "id"

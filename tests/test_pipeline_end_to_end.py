@@ -54,7 +54,11 @@ def sample_run(spark, tmp_path_factory):
         config,
         storage=dataclasses.replace(config.storage, warehouse=str(warehouse)),
         sources=tuple(
-            dataclasses.replace(source, location=str(REPO / source.location)) for source in config.sources
+            dataclasses.replace(
+                source,
+                location=str(warehouse / "inbox") if source.format == "delta" else str(REPO / source.location),
+            )
+            for source in config.sources
         ),
         matching=dataclasses.replace(config.matching, model=str(REPO / config.matching.model)),
     )

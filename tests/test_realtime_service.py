@@ -26,18 +26,10 @@ from resolution.realtime.service import ResolveService, create_app
 from tests.incremental_harness import sample_pipeline_file
 
 QUIET = {"report": lambda line: None}
-ONLINE = {
-    "name": "online", "format": "delta", "path": "${warehouse}/inbox", "key": "record_id",
-    "timestamp": "received_at", "change_tracking": "delta_cdf", "priority": 4, "date_formats": ["yyyy-MM-dd"],
-    "columns": {a: a for a in ("first_name", "last_name", "email", "phone", "dob", "loyalty_id")},
-}
-
-
 def _config_file(folder: Path, **serve) -> Path:
     path = sample_pipeline_file(folder)
     document = yaml.safe_load(path.read_text())
-    document["sources"].append(ONLINE)
-    document["serve"] = {"inbox_source": "online", "refresh_seconds": 3600, **serve}
+    document["serve"] = {"inbox_source": "online", "refresh_seconds": 0.5, "compact_every_commits": 2, **serve}
     path.write_text(yaml.safe_dump(document))
     return path
 
@@ -199,6 +191,7 @@ def test_the_next_batch_run_agrees_and_a_killed_service_loses_nothing(spark, ser
 
     expected = {"online:web:w1": "crm:C001", "online:web:w2": "online:web:w2", "online:shop:s9": "online:web:w2",
                 "online:web:w3": "online:web:w3", **{f"online:web:{k}": v for k, v in answers.items()}}
+    before = server.client.get("/health").json()["state"]["versions"]
     run_pipeline(spark, config, **QUIET)
     membership = DeltaTable(f"{config.storage.warehouse}/{S.RESOLVED_MEMBERSHIP}").to_pandas()
     batch = dict(zip(membership.record_key, membership.entity_id, strict=True))
@@ -206,7 +199,11 @@ def test_the_next_batch_run_agrees_and_a_killed_service_loses_nothing(spark, ser
     review = DeltaTable(f"{config.storage.warehouse}/{S.REVIEW_QUEUE}").to_pandas()
     assert "online:web:w3" in set(review.record_key_l) | set(review.record_key_r)
 
-    service.refresh()  # the service picks up the new table versions without a restart
-    assert server.client.get("/health").json()["pending_records"] == 0
+    for _ in range(100):  # the service picks up the new table versions by itself, no restart
+        health = server.client.get("/health").json()
+        if health["state"]["versions"] != before:
+            break
+        time.sleep(0.2)
+    assert health["pending_records"] == 0 and health["state"]["records"] > 31 + len(expected) - 1
     known = server.resolve("web", "w2").json()
     assert (known["entity_id"], known["known"]) == ("online:web:w2", True)

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from datetime import datetime
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, PostCommitHookProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from resolution.config import INBOX_COLUMNS, Config, SourceConfig
@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 CHANGE_DATA_FEED = {"delta.enableChangeDataFeed": "true"}
 MAX_ROWS_PER_COMMIT = 1000
+CHECKPOINT_EVERY = 20  # commits
+# The service checkpoints on its own schedule; delta-rs's per-commit hooks (a checkpoint every
+# 100 commits, a listing of the log to expire old entries) doubled the commit time.
+NO_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 
 
 def inbox_source(config: Config) -> SourceConfig:
@@ -76,6 +80,9 @@ class Inbox:
         self.source = inbox_source(config)
         self.schema = inbox_schema(self.source)
         self.on_committed = on_committed or (lambda rows: None)
+        self.compact_every = config.serve.compact_every_commits
+        self.commits = 0
+        self._table = DeltaTable(self.source.location)  # kept open: a commit need not re-read the log
         self._queue: queue.Queue[tuple[dict, Future]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="idr-inbox-writer", daemon=True)
         self._thread.start()
@@ -105,17 +112,38 @@ class Inbox:
                 continue
             for _, future in batch:
                 future.set_result(None)
+            self.commits += 1
+            if self.commits % CHECKPOINT_EVERY == 0 or self.commits % self.compact_every == 0:
+                self._maintain(compact=self.commits % self.compact_every == 0)
+
+    def _maintain(self, *, compact: bool) -> None:
+        """Between commits: checkpoint the log, and now and then compact the small files.
+
+        A commit replays the log written since the last checkpoint: 1,000 commits after one, a
+        commit took 90 ms here instead of 8. A compaction changes no data (the change feed the
+        batch reads is the same).
+        """
+        try:
+            if compact:
+                self._table.optimize.compact(post_commithook_properties=NO_HOOKS)
+            self._table.create_checkpoint()
+            if compact:
+                self._table.cleanup_metadata()  # log entries past delta.logRetentionDuration
+        except Exception as error:  # the next maintenance tries again; commits go on
+            logger.warning("inbox maintenance failed: %s", error)
+        self._table = DeltaTable(self.source.location)
 
     def _commit(self, rows: list[dict]) -> None:
         table = pa.Table.from_pylist(rows, schema=self.schema)
         for attempt in range(5):
             try:
-                write_deltalake(self.source.location, table, mode="append")
+                write_deltalake(self._table, table, mode="append", post_commithook_properties=NO_HOOKS)
                 return
             except CommitFailedError:  # another writer committed first: append again
                 if attempt == 4:
                     raise
                 time.sleep(0.01 * (attempt + 1))
+                self._table = DeltaTable(self.source.location)
 
     def pending_rows(self, known_keys) -> list[dict]:
         """Inbox rows whose record is not in the published state yet (a restarted service

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 import numpy as np
-import pyarrow as pa
 
 from resolution import schemas as S
 from resolution.config import Config
@@ -115,8 +114,6 @@ class Resolver:
         self.inbox = inbox_source(config)
         self.standardizer = Standardizer(config, date_formats=self.inbox.date_formats)
         self.overlay = Overlay()
-        self.model_columns = [S.RECORD_KEY, *config.matching.comparisons]
-        self.model_columns += [a + NICKNAMES_SUFFIX for a, k in config.matching.comparisons.items() if k == "given_name"]
         self.attributes = model_columns(config)
         self.rules = list(config.identifiers)
         self.blocking = [tuple(rule) for rule in config.matching.blocking_rules]
@@ -276,12 +273,7 @@ class Resolver:
         return None
 
     def _score(self, state: PublishedState, record: dict, candidates: list[dict]) -> dict:
-        if not candidates:
-            return {}
-        schema = state.records.select([c for c in self.model_columns if c in state.records.column_names]).schema
-        def table(rows):
-            return pa.Table.from_pylist([{c: row.get(c) for c in schema.names} for row in rows], schema=schema)
-        return self.scorer.score(table([record]), table(candidates))
+        return self.scorer.score(record, candidates, state.model_schema)
 
     # ---- the id policy ----------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 The model trained on Spark is rebuilt for DuckDB's SQL (:func:`resolution.scoring.model_for_dialect`:
 the config's comparisons, the trained m and u copied level by level). Splink writes the
-comparison and prediction SQL once; each request then runs that one statement over two small
-Arrow tables (the record, its candidates) on a connection of its own thread.
+comparison and prediction SQL once. A request with many candidates runs that one statement over
+two small Arrow tables (the record, its candidates) on a connection of its own thread; one with
+a few is scored by the same levels compiled to Python (:mod:`.compiled`), which skips DuckDB's
+fixed cost of planning the statement.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from resolution.config import Config
+from resolution.realtime.compiled import CompiledModel, UnsupportedSQLError, probability
 from resolution.schemas import RECORD_KEY
 from resolution.scoring import load_model, model_for_dialect
 
@@ -42,13 +45,21 @@ def scoring_sql(settings: dict) -> str:
     return f"with {ctes}\nselect {RECORD_KEY}_r, match_weight, match_probability from {steps[-1][0]}"
 
 
+COMPILED_MAX_CANDIDATES = 200  # above this DuckDB's vectorized run beats Python's loop
+
+
 class OnlineScorer:
-    """The batch's model, scoring on DuckDB; safe to call from many threads."""
+    """The batch's model, scoring in Python (few candidates) or on DuckDB (many); thread-safe."""
 
     def __init__(self, config: Config, model_path: str | Path | None = None):
         model = load_model(model_path or config.matching.model, config)
         self.settings = model_for_dialect(model, config, "duckdb")
         self.sql = scoring_sql(self.settings)
+        try:
+            self.compiled: CompiledModel | None = CompiledModel(self.settings)
+        except UnsupportedSQLError as reason:
+            logger.warning("model scored on DuckDB only: %s", reason)
+            self.compiled = None
         self._database = duckdb.connect()
         self._local = threading.local()
 
@@ -58,10 +69,23 @@ class OnlineScorer:
             connection = self._local.connection = self._database.cursor()
         return connection
 
-    def score(self, record: pa.Table, candidates: pa.Table) -> dict[str, tuple[float, float]]:
-        """``record_key`` of each candidate -> (match_weight, match_probability)."""
-        if candidates.num_rows == 0:
+    def score(self, record: dict, candidates: list[dict], schema: pa.Schema) -> dict[str, tuple[float, float]]:
+        """``record_key`` of each candidate -> (match_weight, match_probability).
+
+        ``schema``: the model's input columns (``record_key`` first) and their types.
+        """
+        if not candidates:
             return {}
+        if self.compiled is not None and len(candidates) <= COMPILED_MAX_CANDIDATES:
+            cache: dict = {}
+            scores = {}
+            for candidate in candidates:
+                weight = self.compiled.match_weight(record, candidate, cache)
+                scores[candidate[RECORD_KEY]] = (weight, probability(weight))
+            return scores
+        return self.score_on_duckdb(_table([record], schema), _table(candidates, schema))
+
+    def score_on_duckdb(self, record: pa.Table, candidates: pa.Table) -> dict[str, tuple[float, float]]:
         connection = self._connection()
         connection.register(LEFT, record)
         connection.register(RIGHT, candidates)
@@ -71,3 +95,7 @@ class OnlineScorer:
             connection.unregister(LEFT)
             connection.unregister(RIGHT)
         return {key: (weight, probability) for key, weight, probability in rows}
+
+
+def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)

@@ -118,7 +118,14 @@ class PublishedState:
     blocking_index: dict[tuple[str, ...], ValueIndex]
     entity_index: ValueIndex
     golden: dict[str, dict]
+    model_schema: pa.Schema  # record_key and the model's input columns, typed
     loaded_at: datetime = field(default_factory=datetime.now)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Python objects per column: taking a few hundred rows is then a numpy fancy index,
+        # not an Arrow-to-Python conversion per value (the state costs more memory for it).
+        self.columns = {name: _objects(self.records.column(name)) for name in self.records.column_names}
 
     @property
     def size(self) -> int:
@@ -126,7 +133,19 @@ class PublishedState:
 
     def rows(self, indices) -> list[dict]:
         """The records at ``indices`` as dicts."""
-        return self.records.take(pa.array(np.asarray(indices, dtype=np.int64))).to_pylist()
+        indices = np.asarray(indices, dtype=np.int64)
+        if not len(indices):
+            return []
+        names = list(self.columns)
+        picked = [self.columns[name][indices] for name in names]
+        return [dict(zip(names, values, strict=True)) for values in zip(*picked, strict=True)]
+
+
+def _objects(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as a numpy array of Python values (dates stay ``date``, lists stay lists)."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.to_numpy(zero_copy_only=False)
+    return np.fromiter(column.to_pylist(), dtype=object, count=len(column))
 
 
 def model_columns(config: Config) -> list[str]:
@@ -171,6 +190,10 @@ def load_state(config: Config) -> PublishedState:
         },
         entity_index=ValueIndex(records.column(S.ENTITY_ID)),
         golden=golden,
+        model_schema=records.select(
+            [S.RECORD_KEY, *config.matching.comparisons]
+            + [a + NICKNAMES_SUFFIX for a, kind in config.matching.comparisons.items() if kind == "given_name"]
+        ).schema,
     )
 
 
