@@ -237,6 +237,8 @@ class Resolver:
             pending.update(self.overlay.lookup("|".join(rule), value))
         rows = np.unique(np.concatenate(found)) if found else np.array([], dtype=np.int64)
         pending.discard(record[S.RECORD_KEY])
+        # a pending record the state already holds (a reload between swap and prune) counts once
+        pending = {k for k in pending if k not in state.key_row}
         return rows, [self.overlay.records[k] for k in sorted(pending) if k in self.overlay.records]
 
     def _group_size(self, state: PublishedState, attribute: str, value: str) -> int:

@@ -18,7 +18,9 @@ import gc
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -67,6 +69,15 @@ class Metrics:
         self.reloads = Counter("idr_state_reloads_total", "states loaded", registry=self.registry)
 
 
+@dataclass
+class _Slot:
+    """One record's resolution and inbox commit, shared by requests for the same record."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    answer: Resolution | None = None
+    future: Future | None = None
+
+
 class ResolveService:
     """State, resolver and inbox of one service; the HTTP layer is :func:`create_app`."""
 
@@ -76,7 +87,7 @@ class ResolveService:
         self.holder = StateHolder(config)
         self.resolver = Resolver(config, OnlineScorer(config))
         self._awaiting: dict[str, dict] = {}  # record key -> its overlay record, until committed
-        self._in_flight: dict[str, Any] = {}  # record key -> (future, answer) of a commit under way
+        self._in_flight: dict[str, _Slot] = {}  # record key -> its resolution and commit under way
         self._lock = threading.Lock()
         self.inbox = Inbox(config, on_committed=self._committed)
         self._stop = threading.Event()
@@ -90,11 +101,11 @@ class ResolveService:
     def refresh(self) -> bool:
         changed = self.holder.refresh()
         if changed:
+            self.resolver.overlay.drop_published(self.holder.state)
             # Millions of long-lived objects: keep the cyclic garbage collector from walking
             # them all on every full collection (pauses of a tenth of a second at 1M records).
             gc.collect()
             gc.freeze()
-            self.resolver.overlay.drop_published(self.holder.state)
             self.metrics.reloads.inc()
             self.metrics.records.set(self.holder.state.size)
             logger.info("state loaded: %s", self.holder.state.versions)
@@ -143,31 +154,57 @@ class ResolveService:
         if known is not None:
             return known, False
         raw, values, ignored = self.resolver.parse(request.source, request.source_id, request.data)
+        if not request.persist:
+            answer, _ = self.resolver.resolve(state, request.source, request.source_id, values,
+                                              received_at=datetime.now(timezone.utc))
+            answer.ignored = ignored
+            return answer, False
         key = self.resolver.record_key(request.source, request.source_id)
         with self._lock:  # the same record sent twice at once: one commit, one answer
-            in_flight = self._in_flight.get(key)
-            if in_flight is None:
+            slot = self._in_flight.get(key)
+            owner = slot is None
+            if owner:
+                committed = self.resolver.known(state, request.source, request.source_id)
+                if committed is not None:  # its commit finished since the check above
+                    return committed, False
+                slot = self._in_flight[key] = _Slot()
+        timeout = self.config.serve.timeout_seconds
+        if owner:
+            try:
                 received_at = datetime.now(timezone.utc)
-                answer, record = self.resolver.resolve(state, request.source, request.source_id, values,
-                                                       received_at=received_at)
-                answer.ignored = ignored
-                if not request.persist:
-                    return answer, False
-                row = inbox_row(self.inbox.source, channel=request.source, channel_id=request.source_id,
-                                received_at=received_at, data=raw)
-                self._awaiting[key] = record
-                in_flight = self._in_flight[key] = (self.inbox.submit(row), answer)
-        future, answer = in_flight
+                slot.answer, record = self.resolver.resolve(state, request.source, request.source_id, values,
+                                                            received_at=received_at)
+                slot.answer.ignored = ignored
+                with self._lock:
+                    self._awaiting[key] = record
+                slot.future = self.inbox.submit(inbox_row(
+                    self.inbox.source, channel=request.source, channel_id=request.source_id,
+                    received_at=received_at, data=raw,
+                ))
+            except BaseException:
+                self._forget(key, slot)
+                raise
+            finally:
+                slot.ready.set()
+        elif not slot.ready.wait(timeout) or slot.future is None:
+            raise UnavailableError("the same record is being resolved by another request: retry")
         try:
-            future.result(timeout=self.config.serve.timeout_seconds)
+            slot.future.result(timeout=timeout)
         except FutureTimeout:
             raise UnavailableError(
-                f"the inbox commit did not finish within {self.config.serve.timeout_seconds}s; the record "
-                "may still be stored: retry with the same source and source_id (it is idempotent)"
+                f"the inbox commit did not finish within {timeout}s; the record may still be stored: "
+                "retry with the same source and source_id (it is idempotent)"
             ) from None
         except Exception as error:
+            self._forget(key, slot)  # nothing was stored: a retry commits again
             raise UnavailableError(f"the inbox could not be written: {error}") from error
-        return answer, True
+        return slot.answer, owner
+
+    def _forget(self, key: str, slot: _Slot) -> None:
+        with self._lock:
+            if self._in_flight.get(key) is slot:
+                del self._in_flight[key]
+                self._awaiting.pop(key, None)
 
     def _committed(self, rows: list[dict]) -> None:
         """Writer thread: committed records join the overlay (a retry then finds them)."""
