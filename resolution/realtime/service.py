@@ -91,8 +91,8 @@ class ResolveService:
         self._lock = threading.Lock()
         self.inbox = Inbox(config, on_committed=self._committed)
         self._stop = threading.Event()
+        self._taken_back = False
         self.refresh()
-        self._take_back_pending()
         self._refresher = threading.Thread(target=self._refresh_loop, name="idr-state-refresh", daemon=True)
         self._refresher.start()
 
@@ -102,6 +102,9 @@ class ResolveService:
         changed = self.holder.refresh()
         if changed:
             self.resolver.overlay.drop_published(self.holder.state)
+            if not self._taken_back:  # the first state loaded, now or after storage came back
+                self._take_back_pending()
+                self._taken_back = True
             # Millions of long-lived objects: keep the cyclic garbage collector from walking
             # them all on every full collection (pauses of a tenth of a second at 1M records).
             gc.collect()
@@ -132,8 +135,6 @@ class ResolveService:
         """Records in the inbox the state does not hold yet (the service restarted before the
         next run): resolved again, in arrival order, into the overlay."""
         state = self.holder.state
-        if state is None:
-            return
         source = self.resolver.inbox
         for row in self.inbox.pending_rows(state.key_row):
             channel, channel_id = row["channel"], row["channel_id"]
