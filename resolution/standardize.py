@@ -110,29 +110,29 @@ def parse_timestamp(column: Column, formats: Sequence[str]) -> Column:
     return F.coalesce(*[F.try_to_timestamp(text, F.lit(f)) for f in formats])
 
 
-def phone_to_e164_udf(default_region: str):
-    """A vectorised (pandas) UDF parsing phone numbers to E.164 with ``phonenumbers``.
+def phone_to_e164(raw: str | None, default_region: str) -> str | None:
+    """One phone number in E.164 with ``phonenumbers``; None when empty or invalid (wrong
+    length, ``0000000000``). The batch's UDF and the real-time service both call this."""
+    import phonenumbers
 
-    Spark has no phone parser; the pandas UDF batches rows through Arrow, and invalid numbers
-    (wrong length, ``0000000000``) come back as null.
-    """
+    if raw is None or not raw.strip():
+        return None
+    try:
+        number = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_to_e164_udf(default_region: str):
+    """A vectorised (pandas) UDF applying :func:`phone_to_e164`: Spark has no phone parser,
+    and the pandas UDF batches rows through Arrow."""
 
     @F.pandas_udf(StringType())
     def to_e164(phones: pd.Series) -> pd.Series:
-        import phonenumbers
-
-        def parse(raw: str | None) -> str | None:
-            if raw is None or not raw.strip():
-                return None
-            try:
-                number = phonenumbers.parse(raw, default_region)
-            except phonenumbers.NumberParseException:
-                return None
-            if not phonenumbers.is_valid_number(number):
-                return None
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-        return phones.map(parse, na_action="ignore").astype(object)
+        return phones.map(lambda raw: phone_to_e164(raw, default_region), na_action="ignore").astype(object)
 
     return to_e164
 

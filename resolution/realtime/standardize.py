@@ -12,10 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from functools import cache
 
-import phonenumbers
-
 from resolution.config import Config
-from resolution.standardize import EMAIL_PATTERN, GMAIL_DOMAINS, _accent_table
+from resolution.standardize import EMAIL_PATTERN, GMAIL_DOMAINS, _accent_table, phone_to_e164
 
 _EMAIL = re.compile(EMAIL_PATTERN)
 _SPACES = re.compile(r"\s+")
@@ -56,18 +54,6 @@ def standardize_email(value: str) -> str | None:
     if _EMAIL.search(email) and _EMAIL.search(normalized):
         return normalized
     return None
-
-
-def standardize_phone(value: str, region: str) -> str | None:
-    if not value.strip():
-        return None
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def standardize_text(value: str) -> str | None:
@@ -170,7 +156,7 @@ class Standardizer:
         if kind == "email":
             return standardize_email(raw)
         if kind == "phone":
-            return standardize_phone(raw, self.region)
+            return phone_to_e164(raw, self.region)
         if kind == "name":
             return fold_name(raw)
         if kind == "date":
