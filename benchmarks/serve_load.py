@@ -13,9 +13,11 @@
    - ``known``: a CRM person's email and name (an identifier rule finds them);
    - ``probabilistic``: a CRM person's first name, last name and birth date, no identifier
      (the blocking rules find candidates, the model decides);
-   - ``lookup``: the ``known`` request with ``persist: false`` (nothing written).
-4. Prints p50 / p95 / p99 latency (measured by the client), requests per second, errors and
-   the status mix, and the service's resident memory.
+   - ``known lookup``, ``probabilistic lookup``: the same requests with ``persist: false``
+     (nothing written: the resolution alone, as a point-of-entry check before a sign-up).
+4. Prints p50 / p95 / p99 latency measured by the client (sending to answer read), the p99 of
+   the service's own ``latency_ms`` (request parsed to answer built), requests per second,
+   errors, the status mix, and the service's resident memory.
 
 The load generator shares the machine's cores with the service: on 2 cores, the figures are
 those of a service with about one core. Compare ratios within one run.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -109,47 +112,102 @@ def scenarios(work: Path, rng: random.Random) -> dict[str, list[dict]]:
     fuzzy = [{"first_name": r.first_name, "last_name": r.last_name, "dob": r.dob} for r in with_dob.itertuples()]
     rng.shuffle(known)
     rng.shuffle(fuzzy)
-    return {"known": known, "probabilistic": fuzzy, "lookup": known}
+    return {"known": known, "probabilistic": fuzzy, "known lookup": known, "probabilistic lookup": fuzzy}
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection, as little client as can be: the load generator shares
+    the cores with the service, and every microsecond it spends is one the service waits for."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str):
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        return cls(reader, writer, host)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:"))
+        return int(lines[0].split()[1]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 async def load(url: str, payloads: list[dict], *, clients: int, seconds: float, requests: int,
                persist: bool) -> dict:
     latencies: list[float] = []
+    in_service: list[float] = []  # the service's own latency_ms: what a client elsewhere would see
     statuses: dict[str, int] = {}
     errors = 0
     deadline = time.perf_counter() + seconds
     sent = 0
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client() -> None:
         nonlocal sent, errors
-        while time.perf_counter() < deadline and sent < requests:
-            data = payloads[sent % len(payloads)]
-            sent += 1
-            body = {"source": "loadtest", "source_id": uuid.uuid4().hex, "data": data, "persist": persist}
-            started = time.perf_counter()
-            try:
-                response = await http.post("/v1/resolve", json=body)
-            except httpx.TransportError:  # counted, not retried: a dropped connection is an error
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                errors += 1
-                continue
-            status = response.json()["status"]
-            statuses[status] = statuses.get(status, 0) + 1
+        connection = await Connection.open(url)
+        try:
+            while time.perf_counter() < deadline and sent < requests:
+                data = payloads[sent % len(payloads)]
+                sent += 1
+                body = json.dumps({"source": "loadtest", "source_id": uuid.uuid4().hex, "data": data,
+                                   "persist": persist}).encode()
+                started = time.perf_counter()
+                try:
+                    code, answer = await connection.post("/v1/resolve", body)
+                except (OSError, asyncio.IncompleteReadError):  # counted, then a new connection
+                    errors += 1
+                    connection.close()
+                    connection = await Connection.open(url)
+                    continue
+                latencies.append(time.perf_counter() - started)
+                if code != 200:
+                    errors += 1
+                    continue
+                answer = json.loads(answer)
+                in_service.append(answer["latency_ms"])
+                statuses[answer["status"]] = statuses.get(answer["status"], 0) + 1
+        finally:
+            connection.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
-        began = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - began
     ms = np.array(latencies) * 1000
     return {
         "requests": len(latencies), "seconds": elapsed, "rps": len(latencies) / elapsed,
         "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "p99": float(np.percentile(ms, 99)),
+        "service_p99": float(np.percentile(in_service, 99)) if in_service else float("nan"),
         "errors": errors, "statuses": statuses,
     }
+
+
+def run(coroutine):
+    """The load on uvloop when installed (the service's own loop): less client per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def inbox_commits(url: str) -> dict[str, float]:
+    """Commit count, records and seconds from the service's Prometheus metrics."""
+    found = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        for name, key in (("idr_inbox_commit_seconds_count", "count"), ("idr_inbox_commit_seconds_sum", "seconds"),
+                          ("idr_inbox_commit_rows_sum", "rows")):
+            if line.startswith(name + " "):
+                found[key] = float(line.split()[1])
+    return found
 
 
 def main() -> None:
@@ -159,10 +217,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=20.0, help="longest run of one scenario at one concurrency")
     parser.add_argument("--requests", type=int, default=3000, help="most requests of one scenario at one concurrency")
+    parser.add_argument("--scenarios", nargs="+", help="only these (default: all)")
+    parser.add_argument("--serve", action="append", default=[], metavar="KEY=VALUE",
+                        help="a serve: setting for this run, e.g. inbox_writers=1 (compare two settings)")
     args = parser.parse_args()
 
     work = args.workdir / str(args.records)
     config_file = build_state(work, args.records)
+    if args.serve:  # the same state, other service settings
+        document = yaml.safe_load(config_file.read_text())
+        document["serve"].update(
+            {key: yaml.safe_load(value) for key, value in (setting.split("=", 1) for setting in args.serve)})
+        config_file = work / "pipeline-serve.yml"
+        config_file.write_text(yaml.safe_dump(document))
+        print("serve settings:", document["serve"])
     # a fresh inbox each time: records a previous load test left (never ingested) would be
     # taken back at start-up and be candidates of this run's requests
     shutil.rmtree(work / "lakehouse" / "inbox", ignore_errors=True)
@@ -173,24 +241,27 @@ def main() -> None:
               f"(process start included); resident {psutil.Process(process.pid).memory_info().rss / 2**20:.0f} MiB")
         payloads = scenarios(work, random.Random(7))
         # warm-up: DuckDB connections, code paths
-        asyncio.run(load(url, payloads["known"], clients=4, seconds=3, requests=100, persist=False))
+        run(load(url, payloads["known"], clients=4, seconds=3, requests=100, persist=False))
         rows = []
-        for name in ("known", "probabilistic", "lookup"):
+        for name in args.scenarios or payloads:
             for clients in args.clients:
-                result = asyncio.run(load(url, payloads[name], clients=clients, seconds=args.seconds,
-                                          requests=args.requests, persist=name != "lookup"))
+                result = run(load(url, payloads[name], clients=clients, seconds=args.seconds,
+                                          requests=args.requests, persist="lookup" not in name))
                 rows.append((name, clients, result))
                 print(f"  {name} x{clients}: p99 {result['p99']:.1f} ms, {result['rps']:.0f} req/s", flush=True)
         peak = psutil.Process(process.pid).memory_info().rss / 2**20
         print()
-        print("| scenario | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors | answers |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| scenario | clients | requests | req/s | p50 ms | p95 ms | p99 ms | p99 in service | errors | answers |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for name, clients, r in rows:
             mix = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
             print(f"| {name} | {clients} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | "
-                  f"{r['p99']:.1f} | {r['errors']} | {mix} |")
+                  f"{r['p99']:.1f} | {r['service_p99']:.1f} | {r['errors']} | {mix} |")
         print(f"\nservice resident memory after the runs: {peak:.0f} MiB; state {health['state']['records']} records; "
-              f"inbox rows written: {sum(r['requests'] for n, _, r in rows if n != 'lookup')}")
+              f"inbox rows written: {sum(r['requests'] for n, _, r in rows if 'lookup' not in n)}")
+        commits = inbox_commits(url)
+        print(f"inbox commits: {commits['count']:.0f}, {commits['rows'] / commits['count']:.1f} records and "
+              f"{commits['seconds'] / commits['count'] * 1000:.1f} ms each on average")
     finally:
         process.terminate()
         process.wait(timeout=30)

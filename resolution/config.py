@@ -186,15 +186,15 @@ class ServeConfig:
     delta_cdf``, a ``timestamp`` column) that the service appends accepted records to and the
     next run ingests. ``timeout_seconds``: the longest a caller waits for the inbox commit (then
     503). ``refresh_seconds``: how often the service looks for newer table versions.
-    ``compact_every_commits``: the inbox's small files are compacted (and its log checkpointed)
-    this often, or each commit grows slower with the table's file count.
+    ``compact_every_commits``: the inbox's small files are compacted and its log checkpointed
+    this often, or each commit grows slower with the table's file count and log.
     """
 
     inbox_source: str | None = None
     timeout_seconds: float = 2.0
     refresh_seconds: float = 30.0
     max_payload_bytes: int = 16_384
-    compact_every_commits: int = 200
+    compact_every_commits: int = 20
 
 
 @dataclass(frozen=True)
@@ -505,7 +505,7 @@ def _parse_serve(section: _Section | None, sources: tuple[SourceConfig, ...]) ->
         timeout_seconds=timeout,
         refresh_seconds=refresh,
         max_payload_bytes=section.get("max_payload_bytes", int, 16_384),
-        compact_every_commits=max(1, section.get("compact_every_commits", int, 200)),
+        compact_every_commits=max(1, section.get("compact_every_commits", int, 20)),
     )
 
 

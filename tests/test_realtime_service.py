@@ -4,6 +4,7 @@ agreeing with every answer."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -149,6 +150,24 @@ def test_bad_input_is_a_400_naming_the_field(served, body, message):
     _, _, server = served
     response = server.client.post("/v1/resolve", json=body)
     assert response.status_code == 400 and message in response.json()["error"], response.text
+
+
+def test_a_body_sent_in_chunks_is_limited_too(served):
+    """No Content-Length (chunked transfer): the service counts the bytes itself."""
+    _, _, server = served
+    as_json = {"content-type": "application/json"}
+
+    def chunks(body: bytes):
+        yield from (body[i:i + 4096] for i in range(0, len(body), 4096))
+
+    big = json.dumps({"source": "web", "source_id": "c1", "data": {"first_name": "Ann", "note": "y" * 20000}})
+    response = server.client.post("/v1/resolve", content=chunks(big.encode()), headers=as_json)
+    assert response.status_code == 400 and "more than 16384" in response.json()["error"], response.text
+    small = json.dumps({"source": "web", "source_id": "c2", "data": {"email": "ALICE.smith@example.com"}, "persist": False})
+    response = server.client.post("/v1/resolve", content=chunks(small.encode()))
+    assert response.status_code == 400 and "Content-Type: application/json" in response.json()["error"]
+    response = server.client.post("/v1/resolve", content=chunks(small.encode()), headers=as_json)
+    assert response.status_code == 200 and response.json()["entity_id"] == "crm:C001", response.text
 
 
 def test_storage_trouble_is_a_503_within_the_timeout_and_the_retry_is_idempotent(spark, served, tmp_path):
