@@ -14,6 +14,7 @@ the commit holding its record succeeded.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -90,6 +91,8 @@ class Inbox:
         # other and appended again; p99 at 8 clients 299 ms instead of 95).
         self._writer = threading.Thread(target=self._run, name="idr-inbox-writer", daemon=True)
         self._writer.start()
+        # a writer still holding its table when the interpreter exits crashed it (SIGSEGV)
+        atexit.register(self.close, 2.0)
 
     def submit(self, row: dict) -> Future:
         """Queue a row; the future completes when its commit did (or raises its error)."""
