@@ -7,6 +7,7 @@ later audit event of the same key, or lands in ``rejected_records`` with its rea
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,9 +26,12 @@ from resolution.schemas import (
     SOURCE_TIMESTAMP,
 )
 from resolution.standardize import parse_timestamp
+from resolution.store.base import ChangeFeedUnavailableError
 
 if TYPE_CHECKING:
     from resolution.store import DeltaStore
+
+logger = logging.getLogger(__name__)
 
 RAW_ROW = "raw_row"
 REASON = "reason"
@@ -367,10 +371,15 @@ def capture_changes(
             continue
         version = source_version(source, store=store)
         if source.change_tracking == "delta_cdf" and not full and last is not None:
-            feed = store.read_location_changes(source.location, starting_version=int(last) + 1)
-            changes = reduce_change_feed(feed, source, after_version=int(last), attributes=config.attributes)
-            captured.append(SourceChanges(source.name, changes, version, False))
-            continue
+            try:
+                feed = store.read_location_changes(source.location, starting_version=int(last) + 1)
+            except ChangeFeedUnavailableError as gone:  # the same changes, from the whole source
+                logger.warning("source %s: %s; comparing the whole source with the last run instead",
+                               source.name, gone)
+            else:
+                changes = reduce_change_feed(feed, source, after_version=int(last), attributes=config.attributes)
+                captured.append(SourceChanges(source.name, changes, version, False))
+                continue
         raw = read_source(spark, source, store=store)
         check_source_columns(raw, source, config_file=config.path)
         current = validate_rows(raw, source, attributes=config.attributes)

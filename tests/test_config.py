@@ -139,3 +139,12 @@ def test_quality_section_is_validated(example):
     example["quality"]["freshness"] = {"billing": "15m"}
     with pytest.raises(ConfigError, match=r"quality\.freshness\.billing: no source is called"):
         parse_config(example)
+
+
+def test_the_inbox_log_retention_is_a_delta_interval(example):
+    assert parse_config(example).serve.inbox_log_retention == "interval 1 day"
+    example["serve"]["inbox_log_retention"] = "Interval 2 Hours"
+    assert parse_config(example).serve.inbox_log_retention == "interval 2 hours"
+    example["serve"]["inbox_log_retention"] = "1 day"
+    with pytest.raises(ConfigError, match=r"serve\.inbox_log_retention: must read like 'interval 1 day'"):
+        parse_config(example)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from deltalake import DeltaTable
 from resolution import schemas as S
 from resolution.config import load_config
 from resolution.pipeline import run_pipeline
+from resolution.realtime.inbox import Inbox, inbox_row
 from resolution.realtime.service import ResolveService, create_app
 from tests.incremental_harness import sample_pipeline_file
 
@@ -168,6 +170,32 @@ def test_a_body_sent_in_chunks_is_limited_too(served):
     assert response.status_code == 400 and "Content-Type: application/json" in response.json()["error"]
     response = server.client.post("/v1/resolve", content=chunks(small.encode()), headers=as_json)
     assert response.status_code == 200 and response.json()["entity_id"] == "crm:C001", response.text
+
+
+def test_the_inbox_log_is_cleaned_up_after_its_retention(tmp_path):
+    """No Spark: the inbox alone, maintained every 2 commits with a 1-second log retention."""
+    config = load_config(_config_file(tmp_path, inbox_log_retention="interval 1 second"),
+                         {"warehouse": str(tmp_path / "lakehouse")})
+    inbox = Inbox(config)
+    log = Path(inbox.source.location) / "_delta_log"
+
+    def commit(numbers):
+        for n in numbers:
+            inbox.submit(inbox_row(inbox.source, channel="web", channel_id=f"r{n}", data={"email": f"r{n}@x.org"},
+                                   received_at=datetime.now(timezone.utc))).result()
+        while inbox._maintenance is not None and inbox._maintenance.is_alive():
+            time.sleep(0.01)
+
+    try:
+        commit(range(4))
+        time.sleep(1.2)
+        commit(range(4, 8))
+    finally:
+        inbox.close()
+    table = DeltaTable(inbox.source.location)
+    assert table.metadata().configuration["delta.logRetentionDuration"] == "interval 1 second"
+    assert min(int(p.name[:20]) for p in log.glob("*.json")) > 1  # the creation and first appends are gone
+    assert sorted(table.to_pandas().channel_id) == [f"r{n}" for n in range(8)]
 
 
 def test_storage_trouble_is_a_503_within_the_timeout_and_the_retry_is_idempotent(spark, served, tmp_path):

@@ -32,6 +32,7 @@ from resolution.config import INBOX_COLUMNS, Config, SourceConfig
 logger = logging.getLogger(__name__)
 
 CHANGE_DATA_FEED = {"delta.enableChangeDataFeed": "true"}
+LOG_RETENTION = "delta.logRetentionDuration"
 MAX_ROWS_PER_COMMIT = 1000
 COMPACTED_BYTES = 256 * 1024  # compaction's target file size (a few thousand rows)
 # The service maintains the table on its own schedule; delta-rs's per-commit hooks (a checkpoint
@@ -60,7 +61,8 @@ def ensure_inbox(config: Config) -> None:
         return
     source = inbox_source(config)
     if not DeltaTable.is_deltatable(source.location):
-        DeltaTable.create(source.location, inbox_schema(source), mode="ignore", configuration=CHANGE_DATA_FEED)
+        DeltaTable.create(source.location, inbox_schema(source), mode="ignore",
+                          configuration={**CHANGE_DATA_FEED, LOG_RETENTION: config.serve.inbox_log_retention})
 
 
 def inbox_row(source: SourceConfig, *, channel: str, channel_id: str, received_at: datetime,
@@ -81,6 +83,9 @@ class Inbox:
         before its callers are answered."""
         ensure_inbox(config)
         self.source = inbox_source(config)
+        table = DeltaTable(self.source.location)
+        if table.metadata().configuration.get(LOG_RETENTION) != config.serve.inbox_log_retention:
+            table.alter.set_table_properties({LOG_RETENTION: config.serve.inbox_log_retention})
         self.schema = inbox_schema(self.source)
         self.on_committed = on_committed or (lambda rows, seconds: None)
         self.compact_every = config.serve.compact_every_commits
@@ -155,7 +160,7 @@ class Inbox:
             table = DeltaTable(self.source.location)
             table.optimize.compact(target_size=COMPACTED_BYTES, post_commithook_properties=NO_HOOKS)
             table.create_checkpoint()
-            table.cleanup_metadata()  # log entries past delta.logRetentionDuration
+            table.cleanup_metadata()  # log entries past serve.inbox_log_retention
         except Exception as error:  # the next maintenance tries again; commits go on
             logger.warning("inbox maintenance failed: %s", error)
 

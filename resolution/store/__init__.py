@@ -18,6 +18,7 @@ from resolution.store.base import (
     CHANGE_TYPE,
     COMMIT_TIMESTAMP,
     COMMIT_VERSION,
+    ChangeFeedUnavailableError,
     ConcurrentCommitError,
     DeltaStore,
     MergeMetrics,
@@ -28,6 +29,7 @@ from resolution.store.base import (
 __all__ = [
     "BACKENDS",
     "CHANGE_COLUMNS",
+    "ChangeFeedUnavailableError",
     "CHANGE_DATA_FEED_PROPERTY",
     "CHANGE_TYPE",
     "COMMIT_TIMESTAMP",

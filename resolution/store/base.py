@@ -39,6 +39,24 @@ class StoreError(RuntimeError):
     """A Delta table cannot be read or written as asked (missing table, wrong columns, ...)."""
 
 
+class ChangeFeedUnavailableError(StoreError):
+    """The change feed from the asked version is gone: the log entries were cleaned up
+    (``delta.logRetentionDuration``). The caller compares snapshots instead."""
+
+
+def earliest_commit_version(spark, location: str) -> int | None:
+    """The oldest commit whose log entry is still in ``location``'s ``_delta_log`` (listed
+    through Hadoop's file system, as the JVM backend reads it), or None when none is found."""
+    jvm = spark.sparkContext._jvm
+    log = jvm.org.apache.hadoop.fs.Path(location.rstrip("/") + "/_delta_log")
+    fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(log):
+        return None
+    names = [status.getPath().getName() for status in fs.listStatus(log)]
+    versions = [int(name[:20]) for name in names if len(name) == 25 and name.endswith(".json") and name[:20].isdigit()]
+    return min(versions, default=None)
+
+
 class ConcurrentCommitError(StoreError):
     """Another writer kept committing conflicting changes; the write was not applied."""
 

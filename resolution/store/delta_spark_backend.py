@@ -29,10 +29,12 @@ from resolution.store.base import (
     CHANGE_DATA_FEED_PROPERTY,
     SOURCE_ALIAS,
     TARGET_ALIAS,
+    ChangeFeedUnavailableError,
     DeltaStore,
     MergeMetrics,
     StoreError,
     changed_predicate,
+    earliest_commit_version,
     flag_is_set,
     key_predicate,
 )
@@ -220,6 +222,13 @@ class DeltaSparkStore(DeltaStore):
         if latest is not None and starting_version > latest:
             schema = StructType([*self.read_location(location).schema.fields, *_CHANGE_FIELDS])
             return self.spark.createDataFrame([], schema)
+        if _is_path(location):  # Delta fails lazily, deep in the run: check the log first
+            earliest = earliest_commit_version(self.spark, location)
+            if earliest is not None and starting_version < earliest:
+                raise ChangeFeedUnavailableError(
+                    f"{location}: the change feed from version {starting_version} is gone (the oldest "
+                    f"log entry is version {earliest}; delta.logRetentionDuration)"
+                )
         reader = self._reader().option("readChangeFeed", "true")
         reader = reader.option("startingVersion", starting_version)
         return reader.load(location) if _is_path(location) else reader.table(location)

@@ -31,6 +31,7 @@ from resolution.store.base import (
     CHANGE_DATA_FEED_PROPERTY,
     SOURCE_ALIAS,
     TARGET_ALIAS,
+    ChangeFeedUnavailableError,
     DeltaStore,
     MergeMetrics,
     StoreError,
@@ -258,7 +259,15 @@ class DeltaLakeStore(DeltaStore):
         if starting_version > dt.version():
             changes = schema.empty_table()
         else:
-            reader = dt.load_cdf(starting_version=starting_version, ending_version=ending_version)
+            try:
+                reader = dt.load_cdf(starting_version=starting_version, ending_version=ending_version)
+            except DeltaError as error:
+                if "Invalid table version" not in str(error):
+                    raise
+                raise ChangeFeedUnavailableError(
+                    f"{dt.table_uri}: the change feed from version {starting_version} is gone "
+                    f"(delta.logRetentionDuration): {error}"
+                ) from error
             changes = pa.table(reader).select(schema.names).cast(schema)
         return self.spark.createDataFrame(changes, schema=spark_schema_for(schema))
 
