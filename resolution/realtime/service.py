@@ -26,8 +26,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -107,7 +106,6 @@ class Metrics:
 class _Slot:
     """One record's resolution and inbox commit, shared by requests for the same record."""
 
-    ready: threading.Event = field(default_factory=threading.Event)
     answer: Resolution | None = None
     future: Future | None = None
 
@@ -184,31 +182,13 @@ class ResolveService:
 
     # ---- resolve ---------------------------------------------------------------------------
 
-    def resolve(self, request: ResolveRequest) -> tuple[Resolution, bool]:
-        """The answer and whether the record was stored by this call (blocks until committed)."""
-        answer, slot, owner = self._begin(request)
-        if slot is None:
-            return answer, False
-        timeout = self.config.serve.timeout_seconds
-        if not owner and (not slot.ready.wait(timeout) or slot.future is None):
-            raise UnavailableError("the same record is being resolved by another request: retry")
-        try:
-            slot.future.result(timeout=timeout)
-        except FutureTimeout:
-            raise self._timed_out() from None
-        except Exception as error:
-            raise self._failed(slot, error) from error
-        return slot.answer, owner
-
     async def resolve_async(self, request: ResolveRequest) -> tuple[Resolution, bool]:
-        """:meth:`resolve` on the event loop: the commit is awaited, no thread waits for it."""
+        """The answer and whether the record was stored by this call. Runs on the event loop:
+        :meth:`_begin` does not await, so a slot another request finds has its commit under
+        way; the commit is awaited, no thread waits for it."""
         answer, slot, owner = self._begin(request)
         if slot is None:
             return answer, False
-        waiting = slot.future is None  # being resolved on another thread (a caller of resolve)
-        if waiting and (not await asyncio.to_thread(slot.ready.wait, self.config.serve.timeout_seconds)
-                        or slot.future is None):
-            raise UnavailableError("the same record is being resolved by another request: retry")
         committed = asyncio.wrap_future(slot.future)
         # asyncio.wait does not cancel what it waits for: a timed-out commit still completes
         done, _ = await asyncio.wait([committed], timeout=self.config.serve.timeout_seconds)
@@ -256,8 +236,6 @@ class ResolveService:
         except BaseException:
             self._forget(key, slot)
             raise
-        finally:
-            slot.ready.set()
         return None, slot, True
 
     def _timed_out(self) -> UnavailableError:
