@@ -170,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from resolution.session import get_spark_session
 
-    spark = get_spark_session(checkpoint_dir=config.storage.checkpoint_dir)
+    spark = get_spark_session(
+        checkpoint_dir=config.storage.checkpoint_dir, backend=config.storage.backend
+    )
     if args.command == "train":
         from resolution.training import train
 

@@ -199,5 +199,7 @@ def open_pipeline(config_path: str, variables: str = "") -> Pipeline:
     if not path.is_absolute() and not path.exists() and (Path("..") / path).exists():
         path = Path("..") / path  # a notebook on Databricks runs in notebooks/, its config is in ../conf
     config = load_config(path, parse_variables([v.strip() for v in variables.split(",") if v.strip()]))
-    spark = get_spark_session(checkpoint_dir=config.storage.checkpoint_dir)
+    spark = get_spark_session(
+        checkpoint_dir=config.storage.checkpoint_dir, backend=config.storage.backend
+    )
     return Pipeline(spark, config, store_for(spark, config, detect_backends(spark, prefer=config.storage.backend)))

@@ -15,12 +15,22 @@ from dataclasses import dataclass
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
+from resolution.packages import (
+    DELTA,
+    GRAPHFRAMES,
+    FETCH_COMMAND,
+    MissingPackageError,
+    local_session_conf,
+    missing_message,
+    missing_packages,
+    spark_submit_packages,
+)
 from resolution.scoring import register_similarity_functions, similarity_jar_path
 
 logger = logging.getLogger(__name__)
 
-DELTA_JVM_CLASS = "io.delta.tables.DeltaTable"
-GRAPHFRAMES_JVM_CLASS = "org.graphframes.GraphFrame"
+DELTA_JVM_CLASS = DELTA.jvm_class
+GRAPHFRAMES_JVM_CLASS = GRAPHFRAMES.jvm_class
 
 
 @dataclass(frozen=True)
@@ -42,11 +52,14 @@ def get_spark_session(
     checkpoint_dir: str | None = None,
     shuffle_partitions: int | None = None,
     extra_conf: dict[str, str] | None = None,
+    backend: str = "embedded",
 ) -> SparkSession:
     """Return the active SparkSession (Databricks, spark-submit) or build a local one.
 
     A new local session gets Splink's similarity jar, UI off and a small shuffle-partition
-    count suited to one machine. Either way a checkpoint dir is set, because Splink breaks
+    count suited to one machine; with ``backend="jvm"`` also Delta's JVM package and its SQL
+    extension, and GraphFrames where it was fetched, resolved offline from the local Maven
+    repository (``make jars``). Either way a checkpoint dir is set, because Splink breaks
     lineage by writing parquet there.
     """
     spark = SparkSession.getActiveSession()
@@ -55,7 +68,7 @@ def get_spark_session(
             app_name,
             master=master,
             shuffle_partitions=shuffle_partitions,
-            extra_conf=extra_conf or {},
+            extra_conf={**jvm_packages_conf(backend), **(extra_conf or {})},
         )
     register_similarity_functions(spark)
     # Constraint propagation hits a Spark 4.2 optimizer bug on unions over localCheckpoint-ed
@@ -67,6 +80,26 @@ def get_spark_session(
             checkpoint_dir or tempfile.mkdtemp(prefix="idr-checkpoints-")
         )
     return spark
+
+
+def jvm_packages_conf(backend: str) -> dict[str, str]:
+    """Spark settings a new local session needs for ``backend`` (``storage.backend``).
+
+    ``jvm`` needs Delta (a missing jar fails here, naming it and ``make jars``); GraphFrames is
+    added when it was fetched, else clustering stays on the driver (logged). ``auto`` and
+    ``embedded`` add nothing: a local session starts lightest without JVM packages, and on a
+    cluster ``auto`` uses whatever the cluster put on the classpath.
+    """
+    if backend != "jvm" or os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return {}  # under spark-submit the JVM runs already: --packages brought what it has
+    packages = [DELTA]
+    if missing_packages([GRAPHFRAMES]):
+        logger.warning(
+            "%s; clustering runs on the driver (scipy) meanwhile", missing_message([GRAPHFRAMES])
+        )
+    else:
+        packages.append(GRAPHFRAMES)
+    return local_session_conf(packages)
 
 
 def _build_session(
@@ -128,23 +161,25 @@ def detect_backends(spark: SparkSession, *, prefer: str = "auto") -> Backends:
     """Pick the JVM backends where their classes load, else the embedded ones.
 
     ``prefer`` is ``auto`` (detect), ``embedded`` (always deltalake + scipy) or ``jvm``
-    (delta-spark + GraphFrames, failing clearly when they are missing).
+    (delta-spark, failing clearly when Delta's classes do not load; GraphFrames where it loads,
+    else connected components on the driver, with a warning naming the package).
     """
     if prefer == "embedded":
         return Backends(delta="deltalake", clustering="scipy")
     has_delta = jvm_class_available(spark, DELTA_JVM_CLASS)
     has_graphframes = jvm_class_available(spark, GRAPHFRAMES_JVM_CLASS)
-    if prefer == "jvm" and not (has_delta and has_graphframes):
-        missing = [
-            name
-            for name, ok in (("delta-spark", has_delta), ("graphframes", has_graphframes))
-            if not ok
-        ]
-        raise RuntimeError(
-            "storage.backend is 'jvm' but these JVM packages are not on the classpath: "
-            + ", ".join(missing)
-            + ". Add them with spark.jars.packages (io.delta:delta-spark_2.13, "
-            "io.graphframes:graphframes-spark4_2.13) or use backend: auto."
+    if prefer == "jvm" and not has_delta:
+        raise MissingPackageError(
+            f"storage.backend is 'jvm' but Delta's JVM package ({DELTA.coordinate}) is not on "
+            f"the classpath. Locally: `{FETCH_COMMAND}`, then a new session loads it; with "
+            f"spark-submit: --packages {spark_submit_packages()} (plus Delta's SQL extension and "
+            "catalog settings); or use backend: auto."
+        )
+    if prefer == "jvm" and not has_graphframes:
+        logger.warning(
+            "storage.backend is 'jvm' but GraphFrames (%s) is not on the classpath: connected "
+            "components run on the driver (scipy)",
+            GRAPHFRAMES.coordinate,
         )
     return Backends(
         delta="delta-spark" if has_delta else "deltalake",

@@ -1,10 +1,28 @@
-"""One local SparkSession for the whole test run (Spark takes seconds to start)."""
+"""One local SparkSession for the whole test run (Spark takes seconds to start).
+
+The session carries Delta's JVM package (and GraphFrames where it was fetched) from the local
+Maven repository (``make jars``), so every suite can run each backend in the same session: the
+embedded ones (delta-rs, scipy) need no JVM package and ignore them. Where a package was not
+fetched, the tests of its backend skip with the reason, shown in the header and by ``-ra``.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from resolution.session import get_spark_session
+from resolution.packages import MissingPackageError, missing_message, missing_packages
+from resolution.packages import PACKAGES
+from resolution.session import detect_backends, get_spark_session, jvm_packages_conf
+from resolution.store import available_store_backends
+
+BACKENDS = ("embedded", "jvm")
+
+
+def pytest_report_header(config):
+    missing = missing_packages(PACKAGES)
+    if not missing:
+        return "JVM packages: all in the local Maven repository"
+    return f"JVM packages: {missing_message(missing)}; their backends' tests skip"
 
 
 @pytest.fixture(scope="session")
@@ -19,11 +37,17 @@ def spark(tmp_path_factory):
     """
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     checkpoints = tmp_path_factory.mktemp("checkpoints")
+    try:
+        jvm_packages_conf("jvm")
+        backend = "jvm"
+    except MissingPackageError:
+        backend = "embedded"  # the JVM halves skip, naming the missing package
     session = get_spark_session(
         "idr-tests",
         master="local[2]",
         checkpoint_dir=str(checkpoints),
         shuffle_partitions=2,
+        backend=backend,
         extra_conf={
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.default.parallelism": "2",
@@ -35,3 +59,14 @@ def spark(tmp_path_factory):
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request, spark) -> str:
+    """``storage.backend`` for a test that runs on both: ``embedded`` and ``jvm``."""
+    if request.param == "jvm":
+        reason = available_store_backends(spark)["delta-spark"]
+        if reason is not None:
+            pytest.skip(f"jvm backend unavailable: {reason}")
+        detect_backends(spark, prefer="jvm")
+    return request.param

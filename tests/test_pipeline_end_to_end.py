@@ -46,13 +46,13 @@ def _table(warehouse: Path, name: str):
 
 
 @pytest.fixture(scope="module")
-def sample_run(spark, tmp_path_factory):
-    """One full run of conf/example.yml with its warehouse in a temp folder."""
+def sample_run(spark, backend, tmp_path_factory):
+    """One full run of conf/example.yml with its warehouse in a temp folder, on each backend."""
     warehouse = tmp_path_factory.mktemp("lakehouse")
     config = load_config(REPO / "conf" / "example.yml")
     config = dataclasses.replace(
         config,
-        storage=dataclasses.replace(config.storage, warehouse=str(warehouse)),
+        storage=dataclasses.replace(config.storage, warehouse=str(warehouse), backend=backend),
         sources=tuple(
             dataclasses.replace(
                 source,
@@ -150,7 +150,9 @@ def test_progress_and_summary_are_reported(sample_run):
     for stage in ("ingest", "standardize", "score", "cluster", "identify", "golden", "write"):
         assert f"[{stage}] done in" in "\n".join(lines)
         assert stage in summary.stage_seconds
-    assert lines[0].startswith("backends: delta=deltalake, clustering=scipy")
+    config, _, _, _ = sample_run
+    expected = {"embedded": "delta=deltalake", "jvm": "delta=delta-spark"}[config.storage.backend]
+    assert lines[0].startswith(f"backends: {expected}, clustering=")
     assert summary.records_read == {"crm": 10, "ecommerce": 11, "support": 10}
 
 

@@ -56,7 +56,8 @@ with DAG(
     #     application="/opt/lakehouse-idr/jobs/run_resolution.py",
     #     application_args=["--mode", "auto", "--config", "/opt/lakehouse-idr/conf/prod.yml"],
     #     jars="/opt/lakehouse-idr/jars/splink-similarity.jar",
-    #     packages="io.delta:delta-spark_2.13:4.4.1,io.graphframes:graphframes-spark4_2.13:0.12.1",
+    #     # python -m resolution.packages list: the coordinates matching the installed wheels
+    #     packages="io.delta:delta-spark_4.2_2.13:4.4.0,io.graphframes:graphframes-spark4_2.13:0.12.3",
     #     conf={
     #         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     #         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",

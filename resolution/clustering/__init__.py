@@ -65,7 +65,7 @@ def available_backends(spark: SparkSession) -> dict[str, str | None]:
     elif not jvm_class_available(spark, GRAPHFRAMES_JVM_CLASS):
         graphframes_reason = (
             f"the GraphFrames JVM package is not on the classpath ({GRAPHFRAMES_JVM_CLASS} does "
-            f"not load); add it with spark.jars.packages={GRAPHFRAMES_MAVEN_PACKAGE}:<version> "
+            f"not load); add it with spark.jars.packages={GRAPHFRAMES_MAVEN_PACKAGE} "
             "or use a Databricks ML runtime"
         )
     return {"scipy": None, "graphframes": graphframes_reason}

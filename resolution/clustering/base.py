@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StringType, StructField, StructType
 
+from resolution.packages import GRAPHFRAMES
+
 SRC = "src"
 DST = "dst"
 NODE = "node"
@@ -22,7 +24,7 @@ COMPONENTS_SCHEMA = StructType(
 )
 
 # The Maven coordinate users add through spark.jars.packages (the JVM classes stay org.graphframes.*).
-GRAPHFRAMES_MAVEN_PACKAGE = "io.graphframes:graphframes-spark4_2.13"
+GRAPHFRAMES_MAVEN_PACKAGE = GRAPHFRAMES.coordinate
 MAX_EDGES_CONFIG_KEY = "matching.max_embedded_graph_edges"
 
 

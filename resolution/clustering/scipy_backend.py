@@ -46,7 +46,7 @@ class ScipyConnectedComponents(ConnectedComponents):
                 f"The match graph has {edge_count:,} edges, over the embedded clustering limit of "
                 f"{self.max_edges:,} ({MAX_EDGES_CONFIG_KEY}). Raise that limit if the driver has "
                 "the memory, or use the GraphFrames backend, which clusters larger graphs on the "
-                f"executors: put the JVM package {GRAPHFRAMES_MAVEN_PACKAGE} (io.graphframes) on "
+                f"executors: put the JVM package {GRAPHFRAMES_MAVEN_PACKAGE} on "
                 "the classpath with spark.jars.packages (Databricks ML runtimes include it)."
             )
         if edge_count == 0:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from resolution.packages import DELTA, FETCH_COMMAND, spark_submit_packages
 from resolution.session import DELTA_JVM_CLASS, jvm_class_available
 from resolution.store.base import (
     CHANGE_COLUMNS,
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 BACKENDS = ("deltalake", "delta-spark")
-DELTA_MAVEN_PACKAGE = "io.delta:delta-spark_2.13"
+DELTA_MAVEN_PACKAGE = DELTA.coordinate
 
 
 def get_store(
@@ -80,7 +81,8 @@ def available_store_backends(spark: SparkSession) -> dict[str, str | None]:
     elif not jvm_class_available(spark, DELTA_JVM_CLASS):
         delta_spark_reason = (
             f"Delta's JVM package is not on the classpath ({DELTA_JVM_CLASS} does not load); "
-            f"add it with spark.jars.packages={DELTA_MAVEN_PACKAGE}:<version> (plus the Delta "
-            "SQL extension and catalog settings) or run on Databricks"
+            f"locally `{FETCH_COMMAND}` and storage.backend: jvm load it; with spark-submit: "
+            f"--packages {spark_submit_packages([DELTA])} (plus Delta's SQL extension and "
+            "catalog settings); Databricks has it built in"
         )
     return {"deltalake": deltalake_reason, "delta-spark": delta_spark_reason}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, MapType, StructType
 
 logger = logging.getLogger(__name__)
@@ -303,6 +304,32 @@ def changed_predicate(
             left, right = (f"array_sort(map_entries({side}))" for side in (left, right))
         terms.append(f"NOT ({left} <=> {right})")
     return " OR ".join(terms) or None
+
+
+def rows_that_change(
+    source: DataFrame,
+    target: DataFrame,
+    keys: Sequence[str],
+    changed: str | None,
+    delete_flag: str | None,
+) -> DataFrame:
+    """The rows of a MERGE source that insert, update or delete a row of ``target``.
+
+    ``changed`` is :func:`changed_predicate` of the table (None when every column is a key). A
+    source row whose key matches no target row inserts unless flagged; a matched one deletes
+    when flagged and updates when ``changed`` holds; any other row would change nothing.
+    """
+    matched = "_idr_matched"
+    joined = source.alias(SOURCE_ALIAS).join(
+        target.withColumn(matched, F.lit(True)).alias(TARGET_ALIAS),
+        F.expr(key_predicate(keys)),
+        "left",
+    )
+    is_matched = F.col(f"{TARGET_ALIAS}.{matched}").isNotNull()
+    flag = F.expr(flag_is_set(delete_flag)) if delete_flag else F.lit(False)
+    differs = F.expr(changed) if changed else F.lit(False)
+    keep = (~is_matched & ~flag) | (is_matched & (flag | differs))
+    return joined.where(keep).select(*[F.col(f"{SOURCE_ALIAS}.`{c}`") for c in source.columns])
 
 
 def key_predicate(

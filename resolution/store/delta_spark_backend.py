@@ -37,6 +37,7 @@ from resolution.store.base import (
     earliest_commit_version,
     flag_is_set,
     key_predicate,
+    rows_that_change,
 )
 
 # The Python classes are siblings, not subclasses of one base, so all are listed.
@@ -146,7 +147,10 @@ class DeltaSparkStore(DeltaStore):
         # Explicit column maps instead of updateAll/insertAll: with schema auto-merge on (common
         # on Databricks) those would add the delete flag column to the table.
         assignments = {_quoted(c): f"{SOURCE_ALIAS}.{_quoted(c)}" for c in columns}
-        df = df.persist()  # computed once for the emptiness check and the MERGE
+        # Delta rewrites every file holding a matched key, whether or not a clause then applies:
+        # only the rows that insert, change or delete go into the MERGE, so an unchanged row
+        # rewrites nothing and a re-merge of the same rows commits nothing.
+        df = rows_that_change(df, self.read(table), keys, changed, delete_flag).persist()
         if df.isEmpty():  # nothing to merge: no commit at all (a re-run must write nothing)
             df.unpersist()
             return MergeMetrics(inserted=0, updated=0, deleted=0)
