@@ -211,6 +211,10 @@ class StorageConfig:
     schema: str | None = None
     backend: str = "auto"
     checkpoint_dir: str | None = None
+    # Tables delta-spark creates get deletion vectors: a MERGE that changes 1% of a table marks
+    # those rows deleted instead of rewriting their files. delta-rs cannot read such tables, so
+    # a warehouse that must stay writable by the embedded backend sets this false.
+    deletion_vectors: bool = True
 
 
 @dataclass(frozen=True)
@@ -519,7 +523,9 @@ def _parse_serve(section: _Section | None, sources: tuple[SourceConfig, ...]) ->
 
 
 def _parse_storage(section: _Section) -> StorageConfig:
-    section.check_keys({"warehouse", "catalog", "schema", "backend", "checkpoint_dir"})
+    section.check_keys(
+        {"warehouse", "catalog", "schema", "backend", "checkpoint_dir", "deletion_vectors"}
+    )
     warehouse = section.get("warehouse", str, None)
     catalog = section.get("catalog", str, None)
     schema = section.get("schema", str, None)
@@ -533,6 +539,7 @@ def _parse_storage(section: _Section) -> StorageConfig:
         schema=schema,
         backend=section.get("backend", str, "auto", choices=STORAGE_BACKENDS),
         checkpoint_dir=section.get("checkpoint_dir", str, None),
+        deletion_vectors=section.get("deletion_vectors", bool, True),
     )
 
 

@@ -196,7 +196,8 @@ def store_for(spark: SparkSession, config: Config, backends: Backends) -> DeltaS
     """The Delta store of the configured warehouse or catalog.schema."""
     storage = config.storage
     location = StoreLocation(warehouse=storage.warehouse, catalog=storage.catalog, schema=storage.schema)
-    return get_store(spark, backends.delta, location)
+    options = {"deletion_vectors": storage.deletion_vectors} if backends.delta == "delta-spark" else {}
+    return get_store(spark, backends.delta, location, **options)
 
 
 def show_table(spark: SparkSession, config: Config, *, table: str, limit: int = 20) -> None:

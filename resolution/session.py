@@ -17,8 +17,8 @@ from pyspark.sql import SparkSession
 
 from resolution.packages import (
     DELTA,
-    GRAPHFRAMES,
     FETCH_COMMAND,
+    GRAPHFRAMES,
     MissingPackageError,
     local_session_conf,
     missing_message,

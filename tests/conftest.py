@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from resolution.packages import MissingPackageError, missing_message, missing_packages
-from resolution.packages import PACKAGES
+from resolution.packages import PACKAGES, MissingPackageError, missing_message, missing_packages
 from resolution.session import detect_backends, get_spark_session, jvm_packages_conf
 from resolution.store import available_store_backends
 

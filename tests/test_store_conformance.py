@@ -356,3 +356,62 @@ def test_catalog_location_needs_delta_spark(spark, tmp_path):
         location.table_id("../people")
     with pytest.raises(StoreError, match="warehouse"):
         StoreLocation()
+
+
+def _protocol(store: DeltaStore, table: str):
+    return DeltaTable(store.location.table_id(table)).protocol()
+
+
+def test_delta_spark_tables_get_deletion_vectors_unless_turned_off(spark, tmp_path):
+    reason = available_store_backends(spark)["delta-spark"]
+    if reason is not None:
+        pytest.skip(f"delta-spark backend unavailable: {reason}")
+    for enabled in (True, False):
+        location = StoreLocation(warehouse=str(tmp_path / f"dv-{enabled}"))
+        store = get_store(spark, "delta-spark", location, deletion_vectors=enabled)
+        store.append("people", frame(spark, ROWS))
+        config = DeltaTable(location.table_id("people")).metadata().configuration
+        assert config[CHANGE_DATA_FEED_PROPERTY] == "true"
+        assert ("deletionVectors" in (_protocol(store, "people").reader_features or [])) is enabled
+
+
+def test_a_merge_into_a_deletion_vector_table_rewrites_no_unchanged_row(spark, tmp_path):
+    reason = available_store_backends(spark)["delta-spark"]
+    if reason is not None:
+        pytest.skip(f"delta-spark backend unavailable: {reason}")
+    location = StoreLocation(warehouse=str(tmp_path / "warehouse"))
+    store = get_store(spark, "delta-spark", location)
+    rows = [(i, f"n{i}", *ROW_3[2:]) for i in range(200)]
+    store.append("people", frame(spark, rows).coalesce(1))  # one file holds every row
+    source = frame(spark, [(7, "changed", *ROW_3[2:]), (500, "new", *ROW_3[2:])])
+    assert store.merge("people", source, keys=["id"]) == MergeMetrics(1, 1, 0)
+    [metrics] = spark.sql(f"DESCRIBE HISTORY delta.`{location.table_id('people')}` LIMIT 1").collect()
+    assert metrics["operation"] == "MERGE"
+    assert int(metrics["operationMetrics"]["numTargetRowsCopied"]) == 0  # not 199
+    assert store.read("people").count() == 201
+
+
+def test_the_embedded_backend_refuses_a_deletion_vector_table_and_writes_nothing(spark, tmp_path):
+    reason = available_store_backends(spark)["delta-spark"]
+    if reason is not None:
+        pytest.skip(f"delta-spark backend unavailable: {reason}")
+    location = StoreLocation(warehouse=str(tmp_path / "warehouse"))
+    jvm = get_store(spark, "delta-spark", location)
+    jvm.append("people", frame(spark, ROWS))
+    jvm.delete_where("people", "id = 3")  # a deletion vector now hides row 3
+    embedded = get_store(spark, "deltalake", location)
+    version = embedded.version("people")
+    changed = frame(spark, [(1, "Changed", *ROW_1[2:])])
+    attempts = {
+        "read": lambda: embedded.read("people"),
+        "append": lambda: embedded.append("people", changed),
+        "overwrite": lambda: embedded.overwrite("people", changed),
+        "merge": lambda: embedded.merge("people", changed, keys=["id"]),
+        "delete": lambda: embedded.delete_where("people", "id = 1"),
+        "changes": lambda: embedded.read_changes("people", starting_version=0),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(StoreError, match=r"deletionVectors.*storage\.deletion_vectors: false"):
+            attempt()
+        assert embedded.version("people") == version, name
+    assert sorted(r.id for r in jvm.read("people").collect()) == [1, 2]  # row 3 stays deleted

@@ -23,6 +23,7 @@ from pyspark.sql.types import BooleanType, MapType, StructType
 logger = logging.getLogger(__name__)
 
 CHANGE_DATA_FEED_PROPERTY = "delta.enableChangeDataFeed"
+DELETION_VECTORS_PROPERTY = "delta.enableDeletionVectors"
 CHANGE_TYPE = "_change_type"
 COMMIT_VERSION = "_commit_version"
 COMMIT_TIMESTAMP = "_commit_timestamp"

@@ -27,6 +27,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 from resolution.store.base import (
     CHANGE_COLUMNS,
     CHANGE_DATA_FEED_PROPERTY,
+    DELETION_VECTORS_PROPERTY,
     SOURCE_ALIAS,
     TARGET_ALIAS,
     ChangeFeedUnavailableError,
@@ -68,9 +69,18 @@ def _quoted(name: str) -> str:
 
 
 class DeltaSparkStore(DeltaStore):
-    """Delta tables by path (warehouse) or by name (catalog), written by delta-spark."""
+    """Delta tables by path (warehouse) or by name (catalog), written by delta-spark.
+
+    Tables it creates have the change data feed on and, with ``deletion_vectors`` (the
+    default), deletion vectors: a MERGE marks replaced rows deleted instead of rewriting their
+    files. Existing tables keep their properties.
+    """
 
     name = "delta-spark"
+
+    def __init__(self, spark, location, *, deletion_vectors: bool = True, **options) -> None:
+        super().__init__(spark, location, **options)
+        self.deletion_vectors = deletion_vectors
 
     def exists(self, table: str) -> bool:
         """True when the path holds a Delta table, or the catalog has the table."""
@@ -92,7 +102,10 @@ class DeltaSparkStore(DeltaStore):
                 if self.location.is_catalog
                 else builder.location(table_id)
             )
-            builder.addColumns(schema).property(CHANGE_DATA_FEED_PROPERTY, "true").execute()
+            builder = builder.addColumns(schema).property(CHANGE_DATA_FEED_PROPERTY, "true")
+            builder.property(
+                DELETION_VECTORS_PROPERTY, "true" if self.deletion_vectors else "false"
+            ).execute()
 
         self._retry_on_conflict(table, attempt, _CONFLICTS)
         self._log_write("created", table, {"columns": schema.fieldNames()})

@@ -63,6 +63,25 @@ def spark_schema_for(schema: pa.Schema) -> StructType:
     return from_arrow_schema(schema, prefer_timestamp_ntz=True)
 
 
+def _check_features(dt: DeltaTable, table: str) -> None:
+    """Refuse a table whose rows this backend would get wrong, before reading or writing it.
+
+    delta-rs 1.6 refuses to read deletion vectors but still appends to and MERGEs into such a
+    table, rewriting files without the vectors: rows deleted by them would come back.
+    """
+    reader_features = dt.protocol().reader_features or []
+    unsupported = [f for f in _UNSUPPORTED_READER_FEATURES if f in reader_features]
+    if dt.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+        unsupported.append("columnMapping")
+    if unsupported:
+        raise StoreError(
+            f"table {table} uses Delta features the deltalake (embedded) backend cannot read or "
+            f"write correctly: {', '.join(dict.fromkeys(unsupported))}. Continue it with "
+            "storage.backend: jvm; a warehouse meant for both backends is written by delta-spark "
+            "with storage.deletion_vectors: false"
+        )
+
+
 class DeltaLakeStore(DeltaStore):
     """Delta tables under a warehouse folder, written by delta-rs and read by Spark."""
 
@@ -120,16 +139,7 @@ class DeltaLakeStore(DeltaStore):
             raise StoreError(f"Delta source {location} cannot be opened: {error}") from error
 
     def _read_snapshot(self, dt: DeltaTable, table: str) -> DataFrame:
-        reader_features = dt.protocol().reader_features or []
-        unsupported = [f for f in _UNSUPPORTED_READER_FEATURES if f in reader_features]
-        if (
-            unsupported
-            or dt.metadata().configuration.get("delta.columnMapping.mode", "none") != "none"
-        ):
-            raise StoreError(
-                f"table {table} uses Delta features the deltalake backend cannot read through "
-                f"Spark ({unsupported or ['columnMapping']}); use the delta-spark backend"
-            )
+        _check_features(dt, table)
         schema = self._spark_schema(dt)
         files = dt.file_uris()
         if not files:
@@ -147,10 +157,10 @@ class DeltaLakeStore(DeltaStore):
     def append(self, table: str, df: DataFrame) -> int:
         """Append ``df`` in one commit, creating the table from ``df``'s schema if missing."""
         self.create_if_missing(table, df.schema)
-        data = self._to_arrow(table, df, self._arrow_schema(self._open(table)))
+        data = self._to_arrow(table, df, self._arrow_schema(self._writable(table)))
         self._retry_on_conflict(
             table,
-            lambda: write_deltalake(self._open(table), data, mode="append"),
+            lambda: write_deltalake(self._writable(table), data, mode="append"),
             (CommitFailedError,),
         )
         self._log_write("appended", table, {"rows": data.num_rows})
@@ -159,10 +169,10 @@ class DeltaLakeStore(DeltaStore):
     def overwrite(self, table: str, df: DataFrame) -> None:
         """Replace all rows with ``df`` in one commit (the table keeps its schema and properties)."""
         self.create_if_missing(table, df.schema)
-        data = self._to_arrow(table, df, self._arrow_schema(self._open(table)))
+        data = self._to_arrow(table, df, self._arrow_schema(self._writable(table)))
         self._retry_on_conflict(
             table,
-            lambda: write_deltalake(self._open(table), data, mode="overwrite"),
+            lambda: write_deltalake(self._writable(table), data, mode="overwrite"),
             (CommitFailedError,),
         )
         self._log_write("overwrote", table, {"rows": data.num_rows})
@@ -177,7 +187,7 @@ class DeltaLakeStore(DeltaStore):
     ) -> MergeMetrics:
         """Upsert by ``keys`` with delta-rs MERGE; see :meth:`DeltaStore.merge`."""
         self.create_if_missing(table, StructType([f for f in df.schema if f.name != delete_flag]))
-        table_schema = self._arrow_schema(self._open(table))
+        table_schema = self._arrow_schema(self._writable(table))
         self._check_merge_columns(table, df, table_schema.names, keys, delete_flag)
         flag_fields = [pa.field(delete_flag, pa.bool_())] if delete_flag else []
         # Every source column nullable: a row flagged for deletion carries only its keys.
@@ -191,7 +201,7 @@ class DeltaLakeStore(DeltaStore):
         except_cols = [delete_flag] if delete_flag else None
 
         def attempt() -> dict[str, Any]:
-            merger = self._open(table).merge(
+            merger = self._writable(table).merge(
                 source, key_predicate(keys), source_alias=SOURCE_ALIAS, target_alias=TARGET_ALIAS
             )
             # Matched clauses apply in order: a flagged row is deleted before it could update.
@@ -223,7 +233,7 @@ class DeltaLakeStore(DeltaStore):
         """Delete the rows matching SQL predicate ``condition``; return rows deleted."""
 
         def attempt() -> int:
-            dt = self._open(table)
+            dt = self._writable(table)
             before = dt.count()
             try:
                 raw = dt.delete(condition)
@@ -254,6 +264,7 @@ class DeltaLakeStore(DeltaStore):
     def _changes(
         self, dt: DeltaTable, starting_version: int, ending_version: int | None
     ) -> DataFrame:
+        _check_features(dt, dt.table_uri)
         table_schema = self._arrow_schema(dt)
         schema = pa.schema([*table_schema, *_CHANGE_FIELDS])
         if starting_version > dt.version():
@@ -303,6 +314,12 @@ class DeltaLakeStore(DeltaStore):
             return DeltaTable(self.location.table_id(table))
         except DeltaError as error:
             raise StoreError(f"table {table} is not a Delta table: {error}") from error
+
+    def _writable(self, table: str) -> DeltaTable:
+        """A fresh snapshot of ``table``, refused when delta-rs would write it wrongly."""
+        dt = self._open(table)
+        _check_features(dt, table)
+        return dt
 
     @staticmethod
     def _arrow_schema(dt: DeltaTable) -> pa.Schema:
