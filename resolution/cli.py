@@ -168,11 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(config, host=args.host, port=args.port)
         return 0
 
+    from resolution.packages import MissingPackageError
     from resolution.session import get_spark_session
 
-    spark = get_spark_session(
-        checkpoint_dir=config.storage.checkpoint_dir, backend=config.storage.backend
-    )
+    try:
+        spark = get_spark_session(
+            checkpoint_dir=config.storage.checkpoint_dir, backend=config.storage.backend
+        )
+    except MissingPackageError as error:  # storage.backend: jvm before `make jars`
+        print(f"config error: {config.path}: storage.backend: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "train":
         from resolution.training import train
 

@@ -84,11 +84,14 @@ class World:
 COLUMNS = {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone", "dob": "dob"}
 
 
-def pipeline_document(sources: list[dict], warehouse: Path) -> dict:
-    """A config document over ``sources`` with email/phone identifier rules and the example model."""
+def pipeline_document(sources: list[dict], warehouse: Path, *, backend: str = "embedded") -> dict:
+    """A config document over ``sources`` with email/phone identifier rules and the example model.
+
+    ``backend`` is explicit: the test session has Delta's JVM package, so ``auto`` would pick it.
+    """
     return {
         "phone_region": "GB",
-        "storage": {"warehouse": str(warehouse)},
+        "storage": {"warehouse": str(warehouse), "backend": backend},
         "sources": sources,
         "identifiers": [
             {"name": "email", "attribute": "email", "max_group_size": 4},
@@ -103,12 +106,16 @@ def pipeline_document(sources: list[dict], warehouse: Path) -> dict:
     }
 
 
-def pipeline_config(sources: list[dict], warehouse: Path, *, file: str) -> Config:
+def pipeline_config(
+    sources: list[dict], warehouse: Path, *, file: str, backend: str = "embedded"
+) -> Config:
     """The parsed ``pipeline_document``."""
-    return parse_config(pipeline_document(sources, warehouse), file=file)
+    return parse_config(pipeline_document(sources, warehouse, backend=backend), file=file)
 
 
-def world_document(folder: Path, warehouse: Path, *, cannot_link: dict | None = None) -> dict:
+def world_document(
+    folder: Path, warehouse: Path, *, cannot_link: dict | None = None, backend: str = "embedded"
+) -> dict:
     """The world's two sources: a CRM snapshot and a KYC audit table (and ``cannot_link``)."""
     document = pipeline_document(
         [
@@ -119,23 +126,32 @@ def world_document(folder: Path, warehouse: Path, *, cannot_link: dict | None = 
              "change_tracking": "audit", "operation_column": "op", "operation_time_column": "op_time"},
         ],
         warehouse,
+        backend=backend,
     )
     if cannot_link:
         document["cannot_link"] = cannot_link
     return document
 
 
-def world_config(folder: Path, warehouse: Path, *, cannot_link: dict | None = None) -> Config:
+def world_config(
+    folder: Path, warehouse: Path, *, cannot_link: dict | None = None, backend: str = "embedded"
+) -> Config:
     """The parsed ``world_document``."""
-    return parse_config(world_document(folder, warehouse, cannot_link=cannot_link), file="world.yml")
+    document = world_document(folder, warehouse, cannot_link=cannot_link, backend=backend)
+    return parse_config(document, file="world.yml")
+
+
+def store_of(spark, config: Config):
+    """The store of ``config``'s warehouse, on the backend the config names."""
+    from resolution.pipeline import store_for
+    from resolution.session import detect_backends
+
+    return store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
 
 
 def partition(spark, config: Config) -> dict[str, frozenset[str]]:
     """entity_id -> its record keys, read from the committed membership table."""
-    from resolution.pipeline import store_for
-    from resolution.session import detect_backends
-
-    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    store = store_of(spark, config)
     groups: dict[str, set[str]] = {}
     for row in store.read(S.RESOLVED_MEMBERSHIP).collect():
         groups.setdefault(row[S.ENTITY_ID], set()).add(row[S.RECORD_KEY])
@@ -144,10 +160,7 @@ def partition(spark, config: Config) -> dict[str, frozenset[str]]:
 
 def primaries(spark, config: Config) -> dict[str, str]:
     """entity_id -> primary record key."""
-    from resolution.pipeline import store_for
-    from resolution.session import detect_backends
-
-    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    store = store_of(spark, config)
     rows = store.read(S.RESOLVED_MEMBERSHIP).filter("is_primary").collect()
     return {row[S.ENTITY_ID]: row[S.RECORD_KEY] for row in rows}
 
@@ -192,11 +205,12 @@ def change_billing(path: Path) -> None:
     write_deltalake(str(path), delta_rows(["b4", "dan", "fox", EMAILS[2], None, "2024-01-04", ""]), mode="append")
 
 
-def sample_pipeline_file(folder: Path, **sections) -> Path:
+def sample_pipeline_file(folder: Path, *, backend: str = "embedded", **sections) -> Path:
     """conf/example.yml (the sample data) written to ``folder`` with its warehouse left as the
     variable ``${warehouse}`` and absolute paths; ``sections`` replace top-level sections."""
     document = yaml.safe_load((REPO / "conf" / "example.yml").read_text())
     document["storage"]["warehouse"] = "${warehouse}"
+    document["storage"]["backend"] = backend
     for source in document["sources"]:
         inbox = source["format"] == "delta"  # the service's inbox lives in the warehouse
         source["path"] = "${warehouse}/inbox" if inbox else str(REPO / source["path"])

@@ -14,7 +14,7 @@ CONSTRAINTS = {"attributes": ["dob"], "unique_sources": ["kyc"]}
 
 
 def _cuts(spark, config) -> set[tuple[str, str, str]]:
-    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
     rows = store.read(S.CUT_EDGES).select(S.RECORD_KEY_L, S.RECORD_KEY_R, F.col("cut_by")).collect()
     return {(min(row[0], row[1]), max(row[0], row[1]), row[2]) for row in rows}
 

@@ -9,6 +9,7 @@ import pytest
 from resolution import schemas as S
 from resolution.pipeline import PipelineBusyError, run_pipeline, store_for
 from resolution.session import detect_backends
+from resolution.store import available_store_backends
 from tests.incremental_harness import World, partition, primaries, world_config
 
 QUIET = {"report": lambda line: None}
@@ -22,7 +23,7 @@ def _full_partition(spark, world: World, tmp_path, label: str):
 
 
 def _lineage(spark, config):
-    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
     if not store.exists(S.ENTITY_LINEAGE):
         return []
     return sorted(
@@ -92,7 +93,7 @@ def test_incremental_run_without_changes_writes_nothing_but_its_run(spark, tmp_p
     world.write()
     config = world_config(world.folder, tmp_path / "lakehouse")
     run_pipeline(spark, config, **QUIET)
-    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
     tables = [S.SOURCE_RECORDS, S.MATCH_EDGES, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES,
               S.REVIEW_QUEUE, S.REJECTED_RECORDS, S.ENTITY_LINEAGE]
     before = {table: store.version(table) for table in tables}
@@ -110,7 +111,7 @@ def test_dry_run_reports_changes_and_commits_nothing_else(spark, tmp_path):
     world.write()
     config = world_config(world.folder, tmp_path / "lakehouse")
     run_pipeline(spark, config, **QUIET)
-    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
     tables = [S.SOURCE_RECORDS, S.MATCH_EDGES, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES, S.RUNS]
     before = {table: store.version(table) for table in tables}
 
@@ -149,19 +150,19 @@ def test_a_second_run_is_refused_while_one_holds_the_pipeline(spark, tmp_path):
 
     run_pipeline(spark, config, run_id="first-run", on_table_written=start_another, **QUIET)
     assert holder == {"seen": True}
-    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
     statuses = {row.run_id: row.status for row in store.read(S.RUNS).collect()}
     assert statuses == {"first-run": "SUCCEEDED", "second-run": "REFUSED"}
 
 
-def _world_with_a_pending_change(spark, tmp_path) -> tuple[World, object]:
+def _world_with_a_pending_change(spark, tmp_path, *, backend: str = "embedded") -> tuple[World, object]:
     """A resolved warehouse and a source change that splits one entity and merges two."""
     world = World(tmp_path / "sources")
     world.upsert_crm("c1", 0, email=0, phone=1)
     world.upsert_crm("c2", 1, email=2, phone=None)
     world.upsert_crm("c3", 2, email=None, phone=1)
     world.write()
-    config = world_config(world.folder, tmp_path / "lakehouse")
+    config = world_config(world.folder, tmp_path / "lakehouse", backend=backend)
     run_pipeline(spark, config, **QUIET)
     # c1 drops its phone (c3 splits off) and takes c2's email (c1 and c2 merge)
     world.upsert_crm("c1", 0, email=2, phone=None)
@@ -175,7 +176,7 @@ def _assert_completed(spark, world: World, config, tmp_path) -> None:
     lineage = _lineage(spark, config)
     assert len(lineage) == len(set(lineage)), "no lineage event is written twice"
     assert {event for _, _, event in lineage} >= {"SPLIT", "MERGED", "RETIRED"}
-    store = store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
     members = store.read(S.RESOLVED_MEMBERSHIP).groupBy(S.RECORD_KEY).count()
     assert members.filter("count > 1").count() == 0
     assert {row.record_key for row in store.read(S.SOURCE_RECORDS).collect()} == {"crm:c1", "crm:c2", "crm:c3"}
@@ -220,7 +221,19 @@ def test_runs_that_die_after_each_write_in_turn_are_completed_by_the_next(spark,
      S.RESOLVED_MEMBERSHIP, S.REJECTED_RECORDS, S.SOURCE_RECORDS],
 )
 def test_a_run_that_dies_after_a_write_is_completed_by_the_next_run(spark, tmp_path, failing_table):
-    world, config = _world_with_a_pending_change(spark, tmp_path)
+    _die_after_then_complete(spark, tmp_path, failing_table)
+
+
+def test_a_jvm_run_that_dies_after_writing_membership_is_completed_by_the_next(spark, tmp_path):
+    """Failure injection on delta-spark: the run dies between two MERGEs of its commit set."""
+    reason = available_store_backends(spark)["delta-spark"]
+    if reason is not None:
+        pytest.skip(f"jvm backend unavailable: {reason}")
+    _die_after_then_complete(spark, tmp_path, S.RESOLVED_MEMBERSHIP, backend="jvm")
+
+
+def _die_after_then_complete(spark, tmp_path, failing_table: str, *, backend: str = "embedded") -> None:
+    world, config = _world_with_a_pending_change(spark, tmp_path, backend=backend)
 
     def die(table: str) -> None:
         if table == failing_table:

@@ -3,7 +3,10 @@ and a local session that finds them offline (or says which one is missing and ho
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import graphframes
@@ -106,3 +109,18 @@ def test_the_test_session_loaded_delta_from_the_local_repository(spark):
     from delta.tables import DeltaTable
 
     assert DeltaTable.isDeltaTable(spark, str(ROOT)) is False  # the JVM class answers
+
+
+def test_idr_run_on_the_jvm_backend_without_the_jars_exits_2_naming_them(tmp_path):
+    """In a fresh process (this one's session is built already), as a user would run it."""
+    from tests.incremental_harness import sample_pipeline_file
+
+    config = sample_pipeline_file(tmp_path, backend="jvm")
+    env = {**os.environ, "IDR_MAVEN_REPOSITORY": str(tmp_path / "empty-repository")}
+    command = [sys.executable, "-m", "resolution.cli", "run", "--config", str(config),
+               "--var", f"warehouse={tmp_path / 'lakehouse'}"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert DELTA.coordinate in result.stderr and FETCH_COMMAND in result.stderr
+    assert "storage.backend" in result.stderr
+    assert not (tmp_path / "lakehouse").exists()  # nothing started

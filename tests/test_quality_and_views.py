@@ -39,7 +39,7 @@ def sample(spark, tmp_path_factory):
 
 
 def _store(spark, config):
-    return store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    return store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
 
 
 def test_a_run_ends_with_one_summary_line_and_passing_checks(spark, sample):

@@ -16,7 +16,7 @@ QUIET = {"report": lambda line: None}
 
 
 def _store(spark, config):
-    return store_for(spark, config, detect_backends(spark, prefer="embedded"))
+    return store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
 
 
 def _edge_rules(spark, config) -> dict[tuple[str, str], tuple[str, str]]:
@@ -28,14 +28,16 @@ def _apart(parts, left: str, right: str) -> bool:
     return not any({left, right} <= keys for keys in parts)
 
 
-def test_accepted_pairs_are_linked_and_rejected_pairs_never_are_through_any_path(spark, tmp_path):
+def test_accepted_pairs_are_linked_and_rejected_pairs_never_are_through_any_path(
+    spark, backend, tmp_path
+):
     world = World(tmp_path / "sources")
     world.upsert_crm("c1", 0, email=0, phone=None)
     world.upsert_crm("c2", 0, email=None, phone=1)
     world.upsert_crm("c3", 0, email=0, phone=1)  # c1's email and c2's phone: bridges them
     world.upsert_crm("c4", 3, email=3, phone=None)  # someone else, nothing shared
     world.write()
-    config = world_config(world.folder, tmp_path / "incremental")
+    config = world_config(world.folder, tmp_path / "incremental", backend=backend)
     run_pipeline(spark, config, **QUIET)
     assert set(partition(spark, config).values()) == {frozenset({"crm:c1", "crm:c2", "crm:c3"}), frozenset({"crm:c4"})}
     store = _store(spark, config)
@@ -57,7 +59,7 @@ def test_accepted_pairs_are_linked_and_rejected_pairs_never_are_through_any_path
 
     # the same sources and decisions (written as SQL would: no validation, either key order,
     # any case) resolved in one full run give the same entities
-    full = world_config(world.folder, tmp_path / "full")
+    full = world_config(world.folder, tmp_path / "full", backend=backend)
     full_store = _store(spark, full)
     full_store.create_if_missing(S.REVIEW_DECISIONS, S.REVIEW_DECISIONS_SCHEMA)
     now = datetime.now(timezone.utc)

@@ -23,6 +23,7 @@ from resolution.clustering.base import (
     GraphTooLargeError,
 )
 from resolution.clustering.scipy_backend import ScipyConnectedComponents
+from resolution.packages import GRAPHFRAMES, missing_message, missing_packages
 from resolution.session import GRAPHFRAMES_JVM_CLASS, jvm_class_available
 
 __all__ = [
@@ -63,9 +64,12 @@ def available_backends(spark: SparkSession) -> dict[str, str | None]:
     if importlib.util.find_spec("graphframes") is None:
         graphframes_reason = "the graphframes-py Python package is not installed"
     elif not jvm_class_available(spark, GRAPHFRAMES_JVM_CLASS):
+        fetched = "" if missing_packages([GRAPHFRAMES]) else " (it is in the local Maven repository)"
         graphframes_reason = (
             f"the GraphFrames JVM package is not on the classpath ({GRAPHFRAMES_JVM_CLASS} does "
-            f"not load); add it with spark.jars.packages={GRAPHFRAMES_MAVEN_PACKAGE} "
+            f"not load); add it with spark.jars.packages={GRAPHFRAMES_MAVEN_PACKAGE}{fetched} "
             "or use a Databricks ML runtime"
         )
+        if not fetched:
+            graphframes_reason += f"; locally: {missing_message([GRAPHFRAMES])}"
     return {"scipy": None, "graphframes": graphframes_reason}

@@ -253,12 +253,22 @@ class DeltaSparkStore(DeltaStore):
     def read_location_change_stream(
         self, location: str, *, starting_version: int, max_versions_per_trigger: int | None = None
     ) -> DataFrame:
-        """Delta's own streaming source with ``readChangeFeed``."""
+        """Delta's own streaming source with ``readChangeFeed``.
+
+        Delta refuses a starting version past the table's latest, which is where a stream that
+        has read everything starts; it then starts at the latest version and drops that
+        version's rows instead ("latest" would skip a commit landing before the query starts).
+        """
+        latest = self.location_version(location)
+        first = min(starting_version, latest) if latest is not None else starting_version
         reader = self.spark.readStream.format("delta").option("readChangeFeed", "true")
-        reader = reader.option("startingVersion", starting_version)
+        reader = reader.option("startingVersion", first)
         if max_versions_per_trigger:
             reader = reader.option("maxFilesPerTrigger", max_versions_per_trigger)
-        return reader.load(location) if _is_path(location) else reader.table(location)
+        stream = reader.load(location) if _is_path(location) else reader.table(location)
+        if first < starting_version:
+            stream = stream.where(F.col(CHANGE_COLUMNS[1]) >= starting_version)
+        return stream
 
     def _delta_table(self, table: str) -> DeltaTable:
         table_id = self.location.table_id(table)
