@@ -75,6 +75,10 @@ def get_spark_session(
     # frames ("key not found" in Union.rewriteConstraints), and on the wide plans of a run it
     # mostly costs planning time. Turning it off changes no result.
     spark.conf.set("spark.sql.constraintPropagation.enabled", "false")
+    # Spark writes timestamps as INT96 by default, which delta-rs reads as nanoseconds: dates
+    # outside 1677..2262 (a 9999-12-31 "valid to") would come back wrong, and a delta-rs MERGE
+    # would rewrite them wrong. Microseconds are what delta-rs writes and every reader reads.
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     if not has_checkpoint_dir(spark):
         spark.sparkContext.setCheckpointDir(
             checkpoint_dir or tempfile.mkdtemp(prefix="idr-checkpoints-")
