@@ -219,6 +219,8 @@ def test_delete_where_returns_rows_deleted(store, spark):
 
 
 def test_written_tables_are_readable_by_delta_rs_and_spark(store, spark):
+    if store.name == "delta-spark":  # delta-rs cannot read deletion vectors (tested below)
+        store.deletion_vectors = False
     store.append("people", frame(spark, ROWS[:2]))
     store.merge("people", frame(spark, [ROW_3]), keys=["id"])
     arrow = DeltaTable(store.location.table_id("people")).to_pyarrow_table()
@@ -362,10 +364,17 @@ def _protocol(store: DeltaStore, table: str):
     return DeltaTable(store.location.table_id(table)).protocol()
 
 
-def test_delta_spark_tables_get_deletion_vectors_unless_turned_off(spark, tmp_path):
+@pytest.fixture
+def jvm(spark: SparkSession) -> SparkSession:
+    """The session, for tests of delta-spark alone (skipped with the reason where it cannot run)."""
     reason = available_store_backends(spark)["delta-spark"]
     if reason is not None:
         pytest.skip(f"delta-spark backend unavailable: {reason}")
+    return spark
+
+
+def test_delta_spark_tables_get_deletion_vectors_unless_turned_off(jvm, tmp_path):
+    spark = jvm
     for enabled in (True, False):
         location = StoreLocation(warehouse=str(tmp_path / f"dv-{enabled}"))
         store = get_store(spark, "delta-spark", location, deletion_vectors=enabled)
@@ -375,10 +384,8 @@ def test_delta_spark_tables_get_deletion_vectors_unless_turned_off(spark, tmp_pa
         assert ("deletionVectors" in (_protocol(store, "people").reader_features or [])) is enabled
 
 
-def test_a_merge_into_a_deletion_vector_table_rewrites_no_unchanged_row(spark, tmp_path):
-    reason = available_store_backends(spark)["delta-spark"]
-    if reason is not None:
-        pytest.skip(f"delta-spark backend unavailable: {reason}")
+def test_a_merge_into_a_deletion_vector_table_rewrites_no_unchanged_row(jvm, tmp_path):
+    spark = jvm
     location = StoreLocation(warehouse=str(tmp_path / "warehouse"))
     store = get_store(spark, "delta-spark", location)
     rows = [(i, f"n{i}", *ROW_3[2:]) for i in range(200)]
@@ -391,10 +398,8 @@ def test_a_merge_into_a_deletion_vector_table_rewrites_no_unchanged_row(spark, t
     assert store.read("people").count() == 201
 
 
-def test_the_embedded_backend_refuses_a_deletion_vector_table_and_writes_nothing(spark, tmp_path):
-    reason = available_store_backends(spark)["delta-spark"]
-    if reason is not None:
-        pytest.skip(f"delta-spark backend unavailable: {reason}")
+def test_the_embedded_backend_refuses_a_deletion_vector_table_and_writes_nothing(jvm, tmp_path):
+    spark = jvm
     location = StoreLocation(warehouse=str(tmp_path / "warehouse"))
     jvm = get_store(spark, "delta-spark", location)
     jvm.append("people", frame(spark, ROWS))

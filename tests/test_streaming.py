@@ -99,7 +99,7 @@ def test_idr_stream_over_a_folder_of_audit_files_handles_late_and_duplicate_even
                 "operation_time_column": "op_time"}]
     document = {
         "phone_region": "GB",
-        "storage": {"warehouse": str(tmp_path / "lakehouse")},
+        "storage": {"warehouse": str(tmp_path / "lakehouse"), "backend": "embedded"},
         "sources": sources,
         "identifiers": [{"name": "email", "attribute": "email", "max_group_size": 4}],
         "matching": {
