@@ -162,7 +162,7 @@ def local_session_conf(
     if missing:
         raise MissingPackageError(missing_message(missing, repository))
     conf = {
-        "spark.jars.packages": ",".join(package.coordinate for package in packages),
+        "spark.jars.packages": spark_submit_packages(packages),
         "spark.jars.excludes": ",".join(SPARK_PROVIDED),
         "spark.jars.ivySettings": ivy_settings_file(repository),
     }
@@ -185,17 +185,19 @@ _NOT_FOUND = re.compile(
 def fetch(packages: Sequence[MavenPackage], *, maven: str = "mvn", optional: Sequence[MavenPackage] = ()) -> int:
     """Download ``packages`` and their dependencies with Maven; return a shell exit code.
 
-    Maven picks each dependency's version by nearness, Spark's Ivy by recency, so after Maven has
-    fetched the tree, a dry resolution through Spark names any jar Ivy wants at another version;
-    those are fetched too, until Spark resolves everything from the local repository. A package
-    in ``optional`` that Maven cannot fetch is reported and left out; any other failure fails.
+    Maven fetches each package alone; a dry resolution through Spark's own Ivy (with the
+    dependencies Spark ships excluded) then names each module whose POM or jar it cannot find,
+    and Maven fetches those, until Spark resolves everything from the local repository: exactly
+    the versions Ivy picks (Maven would pick by nearness, Ivy picks by recency), and none of the
+    Spark, Hadoop and Parquet jars a transitive Maven fetch would bring. A package in
+    ``optional`` that Maven cannot fetch is reported and left out; any other failure fails.
     """
     if shutil.which(maven) is None:
         print(f"{maven} is not on the PATH: install Maven 3.8+ to fetch the JVM packages", file=sys.stderr)
         return 1
     fetched: list[MavenPackage] = []
     for package in packages:
-        if not missing_packages([package]) or _maven_get(maven, package.coordinate, transitive=False):
+        if not missing_packages([package]) or _maven_get(maven, package.coordinate):
             fetched.append(package)
             continue
         if package in optional:
@@ -215,24 +217,25 @@ def fetch(packages: Sequence[MavenPackage], *, maven: str = "mvn", optional: Seq
             print(f"JVM packages ready in {maven_repository()}: {names}")
             return 0
         for coordinate in wanted:
-            if not _maven_get(maven, coordinate, transitive=False):
+            if not _maven_get(maven, coordinate):
                 print(f"error: Maven could not fetch {coordinate}, which Spark needs", file=sys.stderr)
                 return 1
     print("error: Spark still cannot resolve the JVM packages offline", file=sys.stderr)
     return 1
 
 
-def _maven_get(maven: str, coordinate: str, *, transitive: bool) -> bool:
+def _maven_get(maven: str, coordinate: str) -> bool:
+    """Fetch one artifact (its POM, parent POMs and jar); Spark's resolver names the rest."""
     command = [
         maven,
         "-B",
         "-q",
         "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:get",
         f"-Dartifact={coordinate}",
-        f"-Dtransitive={'true' if transitive else 'false'}",
+        "-Dtransitive=false",
         f"-Dmaven.repo.local={maven_repository()}",
     ]
-    print(f"fetching {coordinate}{' and its dependencies' if transitive else ''} with Maven")
+    print(f"fetching {coordinate} with Maven")
     return subprocess.run(command, check=False).returncode == 0
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from resolution.packages import PACKAGES, MissingPackageError, missing_message, missing_packages
-from resolution.session import detect_backends, get_spark_session, jvm_packages_conf
+from resolution.packages import DELTA, PACKAGES, missing_message, missing_packages
+from resolution.session import detect_backends, get_spark_session
 from resolution.store import available_store_backends
 
 BACKENDS = ("embedded", "jvm")
@@ -36,11 +36,8 @@ def spark(tmp_path_factory):
     """
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     checkpoints = tmp_path_factory.mktemp("checkpoints")
-    try:
-        jvm_packages_conf("jvm")
-        backend = "jvm"
-    except MissingPackageError:
-        backend = "embedded"  # the JVM halves skip, naming the missing package
+    # without Delta's jar the JVM halves skip, naming the missing package (see the header)
+    backend = "embedded" if missing_packages([DELTA]) else "jvm"
     session = get_spark_session(
         "idr-tests",
         master="local[2]",

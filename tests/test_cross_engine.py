@@ -23,8 +23,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 
 from resolution import schemas as S
 from resolution.config import Config, parse_config
-from resolution.pipeline import run_pipeline, store_for
-from resolution.session import detect_backends
+from resolution.pipeline import run_pipeline
 from resolution.store import (
     ChangeFeedUnavailableError,
     DeltaStore,
@@ -38,6 +37,7 @@ from tests.incremental_harness import (
     World,
     billing_source,
     change_billing,
+    partition,
     world_document,
 )
 
@@ -83,15 +83,6 @@ def _versions(warehouse: Path) -> dict[str, int]:
 
 def _files(folder: Path) -> set[str]:
     return {str(path.relative_to(folder)) for path in folder.rglob("*")}
-
-
-def _partition(spark, config: Config, backend: str) -> dict[str, frozenset[str]]:
-    """entity_id -> record keys, read from the membership table by the named backend."""
-    store = store_for(spark, config, detect_backends(spark, prefer=backend))
-    groups: dict[str, set[str]] = {}
-    for row in store.read(S.RESOLVED_MEMBERSHIP).collect():
-        groups.setdefault(row[S.ENTITY_ID], set()).add(row[S.RECORD_KEY])
-    return {entity: frozenset(keys) for entity, keys in groups.items()}
 
 
 def _keys(*keys: str) -> frozenset[str]:
@@ -156,12 +147,12 @@ def handover(jvm, tmp_path_factory):
     )
 
     out.first = run_pipeline(spark, embedded, **QUIET)
-    out.first_partition = _partition(spark, embedded, "embedded")
+    out.first_partition = partition(spark, embedded)
     out.first_versions = _versions(warehouse)
     out.first_protocols = {name: t.protocol() for name, t in _tables(warehouse).items()}
 
     out.second = run_pipeline(spark, jvm_config, **QUIET)
-    out.second_partition = _partition(spark, jvm_config, "jvm")
+    out.second_partition = partition(spark, jvm_config)
     out.second_versions = _versions(warehouse)
     out.second_runs = DeltaTable(str(warehouse / S.RUNS)).to_pandas()
 
@@ -172,7 +163,7 @@ def handover(jvm, tmp_path_factory):
     world.write()
     change_billing(billing)
     out.third = run_pipeline(spark, jvm_config, **QUIET)
-    out.third_partition = _partition(spark, jvm_config, "jvm")
+    out.third_partition = partition(spark, jvm_config)
 
     # Batch B, back on the embedded backend: k1 deleted, c3 rejoins c1 by email; billing v4-v6
     # by delta-spark: b1 takes b3's email (joins b3), b4 deleted, b5 inserted alone.
@@ -186,8 +177,8 @@ def handover(jvm, tmp_path_factory):
         f"INSERT INTO {target} VALUES ('b5', 'eve', 'moss', '{EMAILS[5]}', NULL, '2024-01-05', '')"
     )
     out.fourth = run_pipeline(spark, embedded, **QUIET)
-    out.fourth_partition = _partition(spark, embedded, "embedded")
-    out.fourth_partition_jvm = _partition(spark, jvm_config, "jvm")
+    out.fourth_partition = partition(spark, embedded)
+    out.fourth_partition_jvm = partition(spark, jvm_config)
 
     # The invariant's other side: one full run over the final state, in a fresh warehouse,
     # by delta-spark with deletion vectors (storage.deletion_vectors default: true).
@@ -196,7 +187,7 @@ def handover(jvm, tmp_path_factory):
         document, backend="jvm", warehouse=out.reference_warehouse, deletion_vectors=True
     )
     out.fifth = run_pipeline(spark, out.reference, mode="full", **QUIET)
-    out.reference_partition = _partition(spark, out.reference, "jvm")
+    out.reference_partition = partition(spark, out.reference)
     return out
 
 
