@@ -22,7 +22,7 @@ SELECT g.*,
        coalesce(r.open_review_pairs, 0) AS open_review_pairs
 FROM {golden_profiles} g
 JOIN (
-  SELECT entity_id, map_from_entries(collect_list(struct(source, records))) AS records_by_source
+  SELECT entity_id, map_from_entries(array_sort(collect_list(struct(source, records)))) AS records_by_source
   FROM (SELECT entity_id, source, count(*) AS records FROM {resolved_membership} GROUP BY entity_id, source)
   GROUP BY entity_id
 ) c ON c.entity_id = g.entity_id

@@ -107,6 +107,10 @@ def test_analyst_views_answer_customer_360_lookup_and_history(spark, sample):
         " != record_count"
     ).first()[0]
     assert mismatched == 0
+    unsorted = spark.sql(  # keys in name order, so two runs over the same data show the same map
+        "SELECT count(*) FROM customer_360 WHERE map_keys(records_by_source) != array_sort(map_keys(records_by_source))"
+    ).first()[0]
+    assert unsorted == 0
     found = spark.sql(
         "SELECT DISTINCT entity_id FROM entity_lookup WHERE identifier = 'email' AND value = 'alice.smith@example.com'"
     ).collect()
