@@ -168,6 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(config, host=args.host, port=args.port)
         return 0
 
+    if args.command == "train" and config.matching.model is None:
+        print(f"config error: {config.path}: matching: idr train needs a matching section (the model path, "
+              "comparisons and blocking rules); without one the identifier rules resolve alone", file=sys.stderr)
+        return EXIT_CONFIG
+
     from resolution.packages import MissingPackageError
     from resolution.session import get_spark_session
 

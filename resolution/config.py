@@ -107,11 +107,15 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class MatchingConfig:
-    """The probabilistic model and how its scores become links and review pairs."""
+    """The probabilistic model and how its scores become links and review pairs.
 
-    model: str
-    comparisons: dict[str, str]
-    blocking_rules: tuple[tuple[str, ...], ...]
+    Without a ``matching`` section there is no model (``model`` None): the identifier rules
+    alone link records (rules-only resolution) and nothing goes to review.
+    """
+
+    model: str | None = None
+    comparisons: dict[str, str] = field(default_factory=dict)
+    blocking_rules: tuple[tuple[str, ...], ...] = ()
     link_threshold: float = 0.95
     review_threshold: float = 0.6
     max_entity_size: int = 1000
@@ -372,7 +376,9 @@ def _parse_identifier(file: str, index: int, data: Any, attributes: set[str]) ->
     )
 
 
-def _parse_matching(section: _Section, attributes: set[str]) -> MatchingConfig:
+def _parse_matching(section: _Section | None, attributes: set[str]) -> MatchingConfig:
+    if section is None:
+        return MatchingConfig()
     section.check_keys(
         {"model", "comparisons", "blocking_rules", "link_threshold", "review_threshold",
          "max_entity_size", "max_embedded_graph_edges", "training"}
@@ -592,6 +598,11 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
     identifiers = tuple(
         _parse_identifier(file, i, item, attributes) for i, item in enumerate(raw_identifiers)
     )
+    if not identifiers and "matching" not in root.data:
+        raise ConfigError(
+            file, "identifiers",
+            "nothing links records: add identifier rules (rules-only resolution) or a matching section (a model)",
+        )
     phone_region = root.data.get("phone_region", "US")
     if not isinstance(phone_region, str) or len(phone_region) != 2:
         raise ConfigError(file, "phone_region", "must be a two-letter region code such as GB or US")
@@ -599,7 +610,7 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
         path=file,
         sources=sources,
         identifiers=identifiers,
-        matching=_parse_matching(top("matching"), attributes),
+        matching=_parse_matching(top("matching", required=False), attributes),
         survivorship=_parse_survivorship(top("survivorship", required=False), attributes),
         storage=_parse_storage(top("storage")),
         attribute_kinds=attribute_kinds,

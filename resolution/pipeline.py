@@ -90,6 +90,7 @@ class RunSummary:
     entities_split: int = 0
     largest_entity: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_jobs: dict[str, int] = field(default_factory=dict)  # Spark jobs each stage ran
     rows_written: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
@@ -149,6 +150,12 @@ class RunSummary:
             + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in self.stage_seconds.items())
             + f"; total {sum(self.stage_seconds.values()):.1f}"
         )
+        if self.stage_jobs:
+            out.append(
+                "  spark jobs: "
+                + ", ".join(f"{stage} {jobs}" for stage, jobs in self.stage_jobs.items())
+                + f"; total {sum(self.stage_jobs.values())}"
+            )
         if self.rows_written:
             out.append(
                 "  rows written: "
@@ -173,23 +180,39 @@ class Progress:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.report(f"[{name}] ...")
-        self._describe_jobs(f"idr {self.summary.run_id}: {name}")
+        group = f"idr {self.summary.run_id}: {name}"
+        self._describe_jobs(group)
         started = time.perf_counter()
         try:
             yield
         finally:
+            jobs = self._jobs_of(group)
             self._describe_jobs(None)
         seconds = time.perf_counter() - started
         self.summary.stage_seconds[name] = round(seconds, 3)
+        if jobs is not None:
+            self.summary.stage_jobs[name] = jobs
         self.report(f"[{name}] done in {seconds:.1f}s")
 
     def _describe_jobs(self, description: str | None) -> None:
         if self.spark is None:
             return
         try:
-            self.spark.sparkContext.setJobDescription(description)
+            context = self.spark.sparkContext
+            # the group counts the stage's jobs; the description names them in the UI
+            context.setLocalProperty("spark.jobGroup.id", description)
+            context.setJobDescription(description)
         except Exception:  # Spark Connect sessions have no SparkContext
             self.spark = None
+
+    def _jobs_of(self, group: str) -> int | None:
+        """How many Spark jobs ran in ``group`` (as far as Spark's status store retains them)."""
+        if self.spark is None:
+            return None
+        try:
+            return len(self.spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+        except Exception:
+            return None
 
 
 def store_for(spark: SparkSession, config: Config, backends: Backends) -> DeltaStore:
@@ -438,7 +461,7 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         summary.value_issues = _count_map(issues, "issue")
 
     with ctx.progress.stage("score"):
-        model = load_model(config.matching.model, config)
+        model = load_model(config.matching.model, config) if config.matching.model else None
         rules = config.identifiers
         # Reviewers' decisions: accepted pairs are links, rejected pairs constraints (cluster).
         review_accepted = review_rejected = None

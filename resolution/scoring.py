@@ -352,15 +352,71 @@ def _level_value(levels: list[dict[str, Any]], position: int) -> int:
     return len(non_null) - 1 - non_null.index(position)
 
 
+def identifier_pairs(records: DataFrame, *, config: Config, changed: DataFrame | None = None) -> DataFrame:
+    """The identifier rules' pairs without a model (rules-only resolution): plain Spark joins.
+
+    Records sharing a value of a rule's attribute pair up (values ``max_group_size`` masked are
+    already null in ``records``). ``rule`` is the first rule they agree on, as in
+    :func:`score_candidates`; there is no score, and ``comparison_levels`` holds each identifier
+    they share (``email -> "Exact match on email"``) as the link's evidence. With ``changed``
+    (a subset of ``records``), only pairs involving a changed record.
+    """
+    rules = config.identifiers
+    if not rules:
+        raise ModelError(f"{config.path}: no identifier rule and no model, so no candidate pair")
+
+    def values(frame: DataFrame) -> DataFrame:
+        entries = F.array(*[
+            F.struct(F.lit(index).alias("__rule"), F.col(rule.attribute).cast("string").alias("__value"))
+            for index, rule in enumerate(rules)
+        ])
+        return (
+            frame.select(RECORD_KEY, F.explode(entries).alias("__entry"))
+            .select(RECORD_KEY, "__entry.__rule", "__entry.__value")
+            .filter(F.col("__value").isNotNull())
+        )
+
+    right = values(records).select(F.col(RECORD_KEY).alias("__other"), "__rule", "__value")
+    pairs = (
+        values(records if changed is None else changed)
+        .join(right, ["__rule", "__value"])
+        .filter(F.col(RECORD_KEY) != F.col("__other"))
+        .select(
+            F.least(RECORD_KEY, "__other").alias(RECORD_KEY_L),
+            F.greatest(RECORD_KEY, "__other").alias(RECORD_KEY_R),
+            "__rule",
+        )
+        .distinct()  # a pair of two changed records comes in both orders
+        .groupBy(RECORD_KEY_L, RECORD_KEY_R)
+        .agg(F.array_sort(F.collect_set("__rule")).alias("__rules"))
+    )
+    names = F.array(*[F.lit(rule.name) for rule in rules])
+    attributes = F.array(*[F.lit(rule.attribute) for rule in rules])
+    return pairs.select(
+        RECORD_KEY_L,
+        RECORD_KEY_R,
+        F.element_at(names, F.col("__rules")[0] + 1).alias(RULE),
+        F.lit(None).cast("double").alias(MATCH_PROBABILITY),
+        F.lit(None).cast("double").alias(MATCH_WEIGHT),
+        F.map_from_arrays(
+            F.transform("__rules", lambda i: F.element_at(attributes, i + 1)),
+            F.transform("__rules", lambda i: F.concat(F.lit("Exact match on "), F.element_at(attributes, i + 1))),
+        ).alias(COMPARISON_LEVELS),
+    )
+
+
 def score_candidates(
     spark: SparkSession,
     records: DataFrame,
     *,
     config: Config,
-    model: dict[str, Any],
+    model: dict[str, Any] | None,
     changed: DataFrame | None = None,
 ) -> DataFrame:
     """Generate and score candidate pairs; keep those an edge can come from.
+
+    Without a model (no ``matching`` section), the identifier rules' pairs alone
+    (:func:`identifier_pairs`).
 
     Two Splink passes: the identifier rules (``block_on(email)``, ...), whose pairs are kept
     whatever their score (deterministic links, with the evidence), then the blocking rules
@@ -377,6 +433,8 @@ def score_candidates(
     Output: ``record_key_l < record_key_r``, ``rule`` (identifier rule name or ``model``),
     ``match_probability``, ``match_weight``, ``comparison_levels``.
     """
+    if model is None:
+        return identifier_pairs(records, config=config, changed=changed)
     from splink import Linker
 
     db_api = _spark_api(spark)

@@ -148,3 +148,21 @@ def test_the_inbox_log_retention_is_a_delta_interval(example):
     example["serve"]["inbox_log_retention"] = "1 day"
     with pytest.raises(ConfigError, match=r"serve\.inbox_log_retention: must read like 'interval 1 day'"):
         parse_config(example)
+
+
+def test_rules_only_needs_no_matching_section_but_idr_train_does(example, tmp_path, capsys):
+    from resolution.cli import EXIT_CONFIG, main
+
+    rules_only = copy.deepcopy(example)
+    del rules_only["matching"]
+    config = parse_config(rules_only, file="rules.yml")
+    assert config.matching.model is None and config.matching.blocking_rules == ()
+    assert [rule.name for rule in config.identifiers] == ["email", "phone", "loyalty_id"]
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules_only))
+    assert main(["train", "--config", str(path)]) == EXIT_CONFIG  # refused before Spark starts
+    assert "idr train needs a matching section" in capsys.readouterr().err
+
+    del rules_only["identifiers"]  # and with neither, nothing could link two records
+    error = _error(rules_only)
+    assert error.key == "identifiers" and "nothing links records" in error.problem

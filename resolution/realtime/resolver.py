@@ -108,7 +108,7 @@ class Overlay:
 class Resolver:
     """Resolve records against a published state plus the overlay of accepted records."""
 
-    def __init__(self, config: Config, scorer: OnlineScorer):
+    def __init__(self, config: Config, scorer: OnlineScorer | None):
         self.config = config
         self.scorer = scorer
         self.inbox = inbox_source(config)
@@ -275,6 +275,8 @@ class Resolver:
         return None
 
     def _score(self, state: PublishedState, record: dict, candidates: list[dict]) -> dict:
+        if self.scorer is None:  # rules-only: identifier pairs are links without a score
+            return {}
         return self.scorer.score(record, candidates, state.model_schema)
 
     # ---- the id policy ----------------------------------------------------------------------

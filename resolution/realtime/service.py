@@ -117,7 +117,7 @@ class ResolveService:
         self.config = config
         self.metrics = Metrics()
         self.holder = StateHolder(config)
-        self.resolver = Resolver(config, OnlineScorer(config))
+        self.resolver = Resolver(config, OnlineScorer(config) if config.matching.model else None)
         self._awaiting: dict[str, dict] = {}  # record key -> its overlay record, until committed
         self._in_flight: dict[str, _Slot] = {}  # record key -> its resolution and commit under way
         self._lock = threading.Lock()
