@@ -84,12 +84,15 @@ class World:
 COLUMNS = {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone", "dob": "dob"}
 
 
-def pipeline_document(sources: list[dict], warehouse: Path, *, backend: str = "embedded") -> dict:
-    """A config document over ``sources`` with email/phone identifier rules and the example model.
+def pipeline_document(
+    sources: list[dict], warehouse: Path, *, backend: str = "embedded", model: bool = True
+) -> dict:
+    """A config document over ``sources`` with email/phone identifier rules and the example model
+    (``model=False``: no ``matching`` section, the rules resolve alone).
 
     ``backend`` is explicit: the test session has Delta's JVM package, so ``auto`` would pick it.
     """
-    return {
+    document = {
         "phone_region": "GB",
         "storage": {"warehouse": str(warehouse), "backend": backend},
         "sources": sources,
@@ -104,6 +107,9 @@ def pipeline_document(sources: list[dict], warehouse: Path, *, backend: str = "e
             "blocking_rules": [["last_name"]],
         },
     }
+    if not model:
+        del document["matching"]
+    return document
 
 
 def pipeline_config(
@@ -114,7 +120,8 @@ def pipeline_config(
 
 
 def world_document(
-    folder: Path, warehouse: Path, *, cannot_link: dict | None = None, backend: str = "embedded"
+    folder: Path, warehouse: Path, *, cannot_link: dict | None = None, backend: str = "embedded",
+    model: bool = True, max_group_size: int = 4,
 ) -> dict:
     """The world's two sources: a CRM snapshot and a KYC audit table (and ``cannot_link``)."""
     document = pipeline_document(
@@ -127,17 +134,22 @@ def world_document(
         ],
         warehouse,
         backend=backend,
+        model=model,
     )
+    for rule in document["identifiers"]:
+        rule["max_group_size"] = max_group_size
     if cannot_link:
         document["cannot_link"] = cannot_link
     return document
 
 
 def world_config(
-    folder: Path, warehouse: Path, *, cannot_link: dict | None = None, backend: str = "embedded"
+    folder: Path, warehouse: Path, *, cannot_link: dict | None = None, backend: str = "embedded",
+    model: bool = True, max_group_size: int = 4,
 ) -> Config:
     """The parsed ``world_document``."""
-    document = world_document(folder, warehouse, cannot_link=cannot_link, backend=backend)
+    document = world_document(folder, warehouse, cannot_link=cannot_link, backend=backend, model=model,
+                              max_group_size=max_group_size)
     return parse_config(document, file="world.yml")
 
 

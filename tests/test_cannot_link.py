@@ -51,25 +51,5 @@ def test_a_shared_email_does_not_merge_two_birth_dates_and_the_cut_is_recorded(s
     assert {constraint for _, _, constraint in cuts} == {"unique_source:kyc"}
 
 
-def test_deleting_the_record_behind_a_cut_rejoins_the_other_side_as_a_full_run_does(spark, tmp_path):
-    # c3 (no birth date) holds c1's email and c2's phone; with c1's name too, c1 wins it and the
-    # c2 link is cut (1980 <> 1990). Deleting c1 changes neither c2 nor c3, and no link of theirs
-    # is rescored: only the cut says that c2's entity must be clustered again with c3's.
-    world = World(tmp_path / "sources", dobs=True)
-    world.upsert_crm("c1", 0, email=0, phone=None)  # born 1980
-    world.upsert_crm("c2", 1, email=None, phone=1)  # born 1990
-    world.upsert_crm("c3", 0, email=0, phone=1)  # no birth date
-    world.write()
-    config = world_config(world.folder, tmp_path / "incremental", cannot_link=CONSTRAINTS)
-    run_pipeline(spark, config, **QUIET)
-    assert set(partition(spark, config).values()) == {frozenset({"crm:c1", "crm:c3"}), frozenset({"crm:c2"})}
-    assert _cuts(spark, config) == {("crm:c2", "crm:c3", "different:dob")}
-
-    world.delete_crm("c1")
-    world.write()
-    run_pipeline(spark, config, **QUIET)
-    full = world_config(world.folder, tmp_path / "full", cannot_link=CONSTRAINTS)
-    run_pipeline(spark, full, mode="full", **QUIET)
-    assert set(partition(spark, full).values()) == {frozenset({"crm:c2", "crm:c3"})}
-    assert set(partition(spark, config).values()) == {frozenset({"crm:c2", "crm:c3"})}
-    assert _cuts(spark, config) == set()
+# Deleting the record behind a cut (the other side rejoins, the cut goes): CUTS in
+# tests/test_incremental_property.py, whose check compares the cut_edges with a full run's.

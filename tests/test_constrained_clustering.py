@@ -129,6 +129,11 @@ def test_random_graphs_keep_constraints_connected_components_and_order(graph, sh
     )
     between = {frozenset((link.key_l, link.key_r)) for link in links if labels[link.key_l] != labels[link.key_r]}
     assert {frozenset((cut.key_l, cut.key_r)) for cut in cuts} == between
+    # and every cut is necessary: the two clusters a cut link joins would together break a
+    # constraint (an implementation cutting every link of a conflicting component fails here)
+    for cut in cuts:
+        joined = clusters[labels[cut.key_l]] + clusters[labels[cut.key_r]]
+        assert _violations(joined, unique, rejected), f"needless cut {cut}"
 
     # the same records, links and constraints in any order, links either way round: same result
     reordered = [Link(link.key_r, link.key_l, link.weight) if shuffle.random() < 0.5 else link for link in links]

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 import pytest
+import yaml
 
 from resolution import schemas as S
-from resolution.pipeline import PipelineBusyError, run_pipeline, store_for
+from resolution.cli import EXIT_BUSY, main
+from resolution.config import load_config
+from resolution.pipeline import LOCK_TIMEOUT, PipelineBusyError, run_pipeline, store_for
 from resolution.session import detect_backends
 from resolution.store import available_store_backends
-from tests.incremental_harness import World, partition, primaries, world_config
+from tests.incremental_harness import World, partition, primaries, world_config, world_document
 
 QUIET = {"report": lambda line: None}
 
@@ -153,6 +160,50 @@ def test_a_second_run_is_refused_while_one_holds_the_pipeline(spark, tmp_path):
     store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
     statuses = {row.run_id: row.status for row in store.read(S.RUNS).collect()}
     assert statuses == {"first-run": "SUCCEEDED", "second-run": "REFUSED"}
+
+
+def _running_row(run_id: str, owner: str, started_at: datetime) -> dict:
+    """A ``runs`` row of a run that holds the pipeline (RUNNING, not finished)."""
+    row = {field.name: None for field in S.RUNS_SCHEMA.fields}
+    return {**row, S.RUN_ID: run_id, "mode": "incremental", "status": "RUNNING", "owner": owner,
+            "started_at": started_at}
+
+
+def test_a_dead_runs_hold_is_taken_over_and_a_live_one_makes_idr_run_exit_3(spark, tmp_path, capsys):
+    world = World(tmp_path / "sources")
+    world.upsert_crm("c1", 0, email=0, phone=None)
+    world.write()
+    path = tmp_path / "world.yml"
+    path.write_text(yaml.safe_dump(world_document(world.folder, tmp_path / "lakehouse", model=False)))
+    config = load_config(path)
+    run_pipeline(spark, config, run_id="first-run", **QUIET)
+    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its pid is no process now
+    now = datetime.now(timezone.utc)
+    dead = [
+        _running_row("died-here", f"{socket.gethostname()}:{finished.pid}", now - timedelta(minutes=1)),
+        _running_row("died-elsewhere", "another-host:1", now - LOCK_TIMEOUT - timedelta(minutes=1)),
+    ]
+    store.append(S.RUNS, spark.createDataFrame(dead, S.RUNS_SCHEMA))
+    world.upsert_crm("c2", 1, email=0, phone=None)
+    world.write()
+    summary = run_pipeline(spark, config, run_id="taker", **QUIET)
+    assert summary.status == "SUCCEEDED" and summary.records_new == 1
+    runs = {row.run_id: row for row in store.read(S.RUNS).collect()}
+    for run_id in ("died-here", "died-elsewhere"):
+        assert (runs[run_id].status, runs[run_id].error) == ("ABANDONED", "found dead by run taker")
+        assert runs[run_id].finished_at is not None
+
+    # a run of this (live) process holds the pipeline: the CLI refuses with exit code 3
+    store.append(S.RUNS, spark.createDataFrame([_running_row("holder", f"{socket.gethostname()}:{os.getpid()}", now)],
+                                               S.RUNS_SCHEMA))
+    capsys.readouterr()
+    assert main(["run", "--config", str(path), "--run-id", "refused"]) == EXIT_BUSY == 3
+    assert "run refused: another run is in progress: holder" in capsys.readouterr().err
+    statuses = {row.run_id: row.status for row in store.read(S.RUNS).collect()}
+    assert (statuses["holder"], statuses["refused"]) == ("RUNNING", "REFUSED")
 
 
 def _world_with_a_pending_change(spark, tmp_path, *, backend: str = "embedded") -> tuple[World, object]:

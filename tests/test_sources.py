@@ -71,13 +71,20 @@ def test_audit_latest_event_wins_and_delete_removes_the_key(spark):
         ("4", "gone@example.com", "2024-01-01", "INSERT", "2024-03-01 07:00:00"),
         ("4", "gone@example.com", "2024-01-01", "DELETE", "2024-03-01 13:00:00"),
         ("5", "x@example.com", "2024-01-01", "UPSERT", "2024-03-01 13:00:00"),
+        # an UPDATE and a DELETE at one instant: the DELETE wins, whatever the row order
+        ("6", "six@example.com", "2024-01-01", "INSERT", "2024-03-01 08:00:00"),
+        ("6", "six@example.com", "2024-01-01", "DELETE", "2024-03-01 09:00:00"),
+        ("6", "six.new@example.com", "2024-01-01", "UPDATE", "2024-03-01 09:00:00"),
+        ("8", "when@example.com", "2024-01-01", "INSERT", None),
+        ("9", "bad@example.com", "2024-01-01", "UPDATE", "soon"),
     ]
     raw = _frame(spark, ["id", "mail", "created", "op", "op_time"], events)
     result = validate_rows(raw, AUDIT, attributes=["email"])
     assert [(row.source_id, row.email) for row in result.records.collect()] == [("1", "v3@example.com")]
-    [rejected] = result.rejected.collect()
-    assert rejected.source_key == "5"
-    assert "unknown operation in column 'op': 'UPSERT'" in rejected.reason
+    reasons = {row.source_key: row.reason for row in result.rejected.collect()}
+    assert sorted(reasons) == ["5", "8", "9"]
+    assert "unknown operation in column 'op': 'UPSERT'" in reasons["5"]
+    assert reasons["8"] == reasons["9"] == "missing or unparseable operation time in 'op_time'"
 
 
 def test_audit_outcome_does_not_depend_on_row_order(spark):

@@ -258,6 +258,7 @@ def test_racing_writers_either_commit_or_fail_cleanly(store, spark):
     """Two writers merge disjoint keys into one table at once; every call must end in a
     commit (possibly after retries) or ConcurrentCommitError, with nothing half-written."""
     store.append("people", frame(spark, ROWS))
+    start = store.version("people")
     batches = {
         w: frame(spark, [(10 * w + i, f"w{w}", *ROW_3[2:]) for i in range(3)]) for w in (1, 2)
     }
@@ -288,6 +289,9 @@ def test_racing_writers_either_commit_or_fail_cleanly(store, spark):
             assert outcome == MergeMetrics(3, 0, 0)
             expected += [10 * writer + i for i in range(3)]
     assert len(outcomes) == 2 and ids == sorted(expected)
+    committed = sum(isinstance(outcome, MergeMetrics) for outcome in outcomes.values())
+    assert committed >= 1  # a race may cost one writer its commit, never both
+    assert store.version("people") == start + committed  # one version per commit, none half-made
 
 
 class _RivalWriter:
