@@ -18,6 +18,11 @@ truth), then, each in its own process so that peak memory is its own:
   incremental mode: absorbing a change is a full run again, so the incremental run is
   compared with the full runs above (1% different data).
 
+The same work on both sides: Splink gets our standardized records with the values our
+``max_group_size`` masking nulls already nulled, and the config's ``cannot_link`` constraints
+are dropped for our runs (Splink's clustering has none); ``--with-constraints`` keeps them for
+ours, and the table then says that only our runs apply them.
+
 Printed per size: seconds per stage (session start-up apart), candidate pairs, pairs scored
 per second, peak memory (resident set of the process and its JVM, sampled every 0.1 s),
 B-cubed F1 against the truth, and each time as a ratio of ours. The machine is shared and
@@ -51,9 +56,12 @@ SYSTEMS = ["ours-full", "splink-spark", "splink-duckdb", "ours-incremental"]
 
 def _config(work: Path):
     """The benchmark config with its sources in ``work/data`` and warehouse ``work/lakehouse``."""
-    from resolution.config import load_config
+
+    from resolution.config import CannotLinkConfig, load_config
 
     config = load_config(CONFIG)
+    if os.environ.get("IDR_SCALE_CONSTRAINTS") != "1":  # Splink clusters without constraints
+        config = dataclasses.replace(config, cannot_link=CannotLinkConfig())
     sources = tuple(
         dataclasses.replace(s, location=str(work / "data" / Path(s.location).name)) for s in config.sources
     )
@@ -66,6 +74,7 @@ def _config(work: Path):
 
 
 def child_ours(work: Path, mode: str) -> dict:
+    from resolution.matching import mask_oversized_identifiers
     from resolution.pipeline import run_pipeline
     from resolution.scoring import model_inputs
     from resolution.session import get_spark_session
@@ -82,7 +91,9 @@ def child_ours(work: Path, mode: str) -> dict:
         from resolution.session import detect_backends
 
         store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
-        inputs = model_inputs(store.read("source_records"), config)
+        # masked as our scoring sees them: a junk value shared by many records links nobody
+        masked = mask_oversized_identifiers(store.read("source_records"), rules=config.identifiers)
+        inputs = model_inputs(masked, config)
         inputs.write.mode("overwrite").parquet(str(work / "model_inputs.parquet"))
     return {
         "startup": startup, "seconds": seconds, "stages": summary.stage_seconds,
@@ -301,8 +312,12 @@ def main() -> None:
     parser.add_argument("--changes", type=float, default=0.01, help="share of records changed (incremental)")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=SYSTEMS)
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a new temp folder)")
+    parser.add_argument("--with-constraints", action="store_true",
+                        help="keep the config's cannot_link for our runs (Splink has none)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.with_constraints:
+        os.environ["IDR_SCALE_CONSTRAINTS"] = "1"  # read by the child processes
     if args.child:
         work = Path(args.workdir)
         os.chdir(REPO)
@@ -317,8 +332,10 @@ def main() -> None:
         return
     base = Path(args.workdir or tempfile.mkdtemp(prefix="idr-scale-"))
     sizes = [benchmark(base / f"{records}", records, args.changes, args.systems) for records in args.records]
+    constraints = ("our runs apply cannot_link, Splink's cannot" if args.with_constraints
+                   else "no cannot_link on either side")
     print(f"\nscale benchmark, {os.cpu_count()} cores; times exclude session start-up; "
-          "ratios are each system's total over ours (full)")
+          f"ratios are each system's total over ours (full); same masked inputs; {constraints}")
     for size in sizes:
         print_table(size)
 
