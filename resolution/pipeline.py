@@ -176,38 +176,53 @@ class Progress:
 
     def __init__(self, summary: RunSummary, report: Callable[[str], None], spark: SparkSession | None = None):
         self.summary, self.report, self.spark = summary, report, spark
+        self._own_group = False
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.report(f"[{name}] ...")
-        group = f"idr {self.summary.run_id}: {name}"
-        self._describe_jobs(group)
+        group = self._describe_jobs(f"idr {self.summary.run_id}: {name}")
+        before = self._jobs_of(group)
         started = time.perf_counter()
         try:
             yield
         finally:
-            jobs = self._jobs_of(group)
+            after = self._jobs_of(group)
             self._describe_jobs(None)
         seconds = time.perf_counter() - started
         self.summary.stage_seconds[name] = round(seconds, 3)
-        if jobs is not None:
-            self.summary.stage_jobs[name] = jobs
+        if before is not None and after is not None:
+            self.summary.stage_jobs[name] = after - before
         self.report(f"[{name}] done in {seconds:.1f}s")
 
-    def _describe_jobs(self, description: str | None) -> None:
+    def _describe_jobs(self, description: str | None) -> str | None:
+        """Name the next jobs ``description`` (None: stop); returns the job group they run in.
+
+        Jobs get a group of ours only where none is set: a Databricks notebook cell runs its
+        jobs in its own group (its Cancel button cancels that group), which is kept.
+        """
         if self.spark is None:
-            return
+            return None
         try:
             context = self.spark.sparkContext
-            # the group counts the stage's jobs; the description names them in the UI
-            context.setLocalProperty("spark.jobGroup.id", description)
             context.setJobDescription(description)
+            if description is None:
+                if self._own_group:
+                    context.setLocalProperty("spark.jobGroup.id", None)
+                self._own_group = False
+                return None
+            group = context.getLocalProperty("spark.jobGroup.id")
+            if group is None:
+                group, self._own_group = description, True
+                context.setLocalProperty("spark.jobGroup.id", group)
+            return group
         except Exception:  # Spark Connect sessions have no SparkContext
             self.spark = None
+            return None
 
-    def _jobs_of(self, group: str) -> int | None:
-        """How many Spark jobs ran in ``group`` (as far as Spark's status store retains them)."""
-        if self.spark is None:
+    def _jobs_of(self, group: str | None) -> int | None:
+        """How many Spark jobs ran in ``group`` so far (as far as Spark's status store retains them)."""
+        if self.spark is None or group is None:
             return None
         try:
             return len(self.spark.sparkContext.statusTracker().getJobIdsForGroup(group))

@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 
 from resolution import schemas as S
 from resolution.config import MatchingConfig, load_config
-from resolution.pipeline import run_pipeline
+from resolution.pipeline import Progress, RunSummary, run_pipeline
 from resolution.scoring import ModelError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +153,8 @@ def test_progress_and_summary_are_reported(sample_run):
     _, _, summary, lines = sample_run
     for stage in ("ingest", "standardize", "score", "cluster", "identify", "golden", "write"):
         assert f"[{stage}] done in" in "\n".join(lines)
-        assert stage in summary.stage_seconds
+        assert stage in summary.stage_seconds and summary.stage_jobs[stage] > 0  # every stage runs Spark jobs
+    assert any(line.startswith("  spark jobs: ingest ") for line in summary.lines())
     config, _, _, _ = sample_run
     expected = {"embedded": "delta=deltalake", "jvm": "delta=delta-spark"}[config.storage.backend]
     assert lines[0].startswith(f"backends: {expected}, clustering=")
@@ -219,3 +220,21 @@ def test_a_full_run_with_another_model_keeps_the_ids_the_policy_keeps(spark, sam
     assert list(zip(splits.entity_id, splits.other_entity_id, strict=True)) == [("crm:C012", "support:T511")]
     edges = _table(warehouse, S.MATCH_EDGES)
     assert "model" not in set(edges.rule) and summary.review_pairs == 0
+
+
+def test_stages_count_their_jobs_and_keep_a_notebook_cells_job_group(spark):
+    summary = RunSummary(run_id="r1", mode="full", backends="")
+    progress = Progress(summary, lambda line: None, spark)
+    with progress.stage("ingest"):  # no group set: the stage's own
+        spark.range(3).collect()
+        spark.range(4).collect()
+    assert summary.stage_jobs == {"ingest": 2}
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None
+    spark.sparkContext.setJobGroup("cell-7", "a notebook cell")  # as Databricks runs a cell
+    try:
+        with progress.stage("score"):
+            spark.range(5).collect()
+        assert summary.stage_jobs["score"] == 1
+        assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == "cell-7"  # its Cancel still works
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
