@@ -317,6 +317,12 @@ def load_model(path: str | Path, config: Config) -> dict[str, Any]:
         )
     model = json.loads(model_path.read_text(encoding="utf-8"))
     compared = {c.get("output_column_name") for c in model.get("comparisons", [])}
+    unmapped = sorted(compared - set(config.attributes))
+    if unmapped:
+        raise ModelError(
+            f"model {model_path} compares {', '.join(unmapped)}, which no source of {config.path} maps: "
+            f"map them in a source's columns, or train a model for this config with `idr train --config {config.path}`"
+        )
     missing = sorted(set(config.matching.comparisons) - compared)
     if missing:
         raise ModelError(

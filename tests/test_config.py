@@ -166,3 +166,20 @@ def test_rules_only_needs_no_matching_section_but_idr_train_does(example, tmp_pa
     del rules_only["identifiers"]  # and with neither, nothing could link two records
     error = _error(rules_only)
     assert error.key == "identifiers" and "nothing links records" in error.problem
+
+
+def test_a_model_comparing_attributes_no_source_maps_is_refused_naming_them(example):
+    from resolution.scoring import ModelError, load_model
+
+    for source in example["sources"]:  # sources without last names or birth dates
+        source["columns"] = {a: c for a, c in source["columns"].items() if a not in ("last_name", "dob")}
+    matching = example["matching"]
+    matching["model"] = str(EXAMPLE.parent / "models" / "example_model.json")
+    matching["comparisons"] = {a: k for a, k in matching["comparisons"].items() if a not in ("last_name", "dob")}
+    matching["blocking_rules"] = [["first_name"]]
+    config = parse_config(example, file="narrow.yml")
+    with pytest.raises(ModelError) as caught:
+        load_model(config.matching.model, config)
+    message = str(caught.value)
+    assert "compares dob, last_name, which no source of narrow.yml maps" in message
+    assert "example_model.json" in message and "idr train --config narrow.yml" in message
