@@ -19,6 +19,7 @@ CHANGE_TRACKING_MODES = ("snapshot", "delta_cdf", "audit")
 SOURCE_FORMATS = ("delta", "parquet", "csv", "table")
 ATTRIBUTE_KINDS = ("email", "phone", "name", "date", "address", "postcode", "id", "text")
 COMPARISON_KINDS = ("name", "given_name", "email", "phone", "date", "postcode", "address", "code", "exact")
+PHONE_VALIDATIONS = ("possible", "valid")
 SURVIVORSHIP_RULES = ("source_priority", "most_recent", "most_frequent")
 STORAGE_BACKENDS = ("auto", "embedded", "jvm")
 
@@ -233,6 +234,10 @@ class Config:
     storage: StorageConfig
     attribute_kinds: dict[str, str]
     phone_region: str = "US"
+    # ``possible``: a number of a possible length for its region keeps its E.164 form (issue
+    # ``phone:unverified`` when the numbering plan does not know it: new ranges, 555 numbers);
+    # ``valid``: only numbers the plan knows are kept.
+    phone_validation: str = "possible"
     cannot_link: CannotLinkConfig = CannotLinkConfig()
     quality: QualityConfig = QualityConfig()
     serve: ServeConfig = ServeConfig()
@@ -554,7 +559,7 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
     root = _Section(file, "config", data)
     root.key = ""
     allowed = {"sources", "identifiers", "matching", "survivorship", "storage", "attributes",
-               "phone_region", "cannot_link", "quality", "serve"}
+               "phone_region", "phone_validation", "cannot_link", "quality", "serve"}
     unknown = sorted(set(root.data) - allowed)
     if unknown:
         raise ConfigError(file, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
@@ -606,6 +611,9 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
     phone_region = root.data.get("phone_region", "US")
     if not isinstance(phone_region, str) or len(phone_region) != 2:
         raise ConfigError(file, "phone_region", "must be a two-letter region code such as GB or US")
+    phone_validation = root.data.get("phone_validation", "possible")
+    if phone_validation not in PHONE_VALIDATIONS:
+        raise ConfigError(file, "phone_validation", f"must be one of {', '.join(PHONE_VALIDATIONS)}, got {phone_validation!r}")
     return Config(
         path=file,
         sources=sources,
@@ -615,6 +623,7 @@ def parse_config(data: Any, *, file: str = "<config>") -> Config:
         storage=_parse_storage(top("storage")),
         attribute_kinds=attribute_kinds,
         phone_region=phone_region.upper(),
+        phone_validation=phone_validation,
         cannot_link=_parse_cannot_link(top("cannot_link", required=False), attributes, names),
         quality=_parse_quality(top("quality", required=False), sources),
         serve=_parse_serve(top("serve", required=False), sources),

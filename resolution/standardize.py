@@ -15,7 +15,6 @@ from functools import cache
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
 
 from resolution.config import DEFAULT_DATE_FORMATS, Config
 from resolution.schemas import (
@@ -110,29 +109,44 @@ def parse_timestamp(column: Column, formats: Sequence[str]) -> Column:
     return F.coalesce(*[F.try_to_timestamp(text, F.lit(f)) for f in formats])
 
 
-def phone_to_e164(raw: str | None, default_region: str) -> str | None:
-    """One phone number in E.164 with ``phonenumbers``; None when empty or invalid (wrong
-    length, ``0000000000``). The batch's UDF and the real-time service both call this."""
+def parse_phone(raw: str | None, default_region: str, validation: str = "possible") -> tuple[str | None, bool]:
+    """One phone number in E.164 with ``phonenumbers``, and whether the numbering plan knows it.
+
+    None when empty, unparseable or impossible (a wrong length for its region, or a local
+    number without its area code). A possible
+    number the plan does not know (555-123-4567, a range opened after the library's data, a
+    test range) is kept with ``verified`` False under ``validation="possible"`` (real systems
+    hold many such numbers, and they still identify a person); ``"valid"`` drops it. The
+    batch's UDF and the real-time service both call this.
+    """
     import phonenumbers
 
     if raw is None or not raw.strip():
-        return None
+        return None, False
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return None, False
+    verified = phonenumbers.is_valid_number(number)
+    # a local-only length (555-1234, no area code) is possible but does not identify a line
+    possible = phonenumbers.is_possible_number_with_reason(number) == phonenumbers.ValidationResult.IS_POSSIBLE
+    if not verified and (validation == "valid" or not possible):
+        return None, False
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), verified
 
 
-def phone_to_e164_udf(default_region: str):
-    """A vectorised (pandas) UDF applying :func:`phone_to_e164`: Spark has no phone parser,
-    and the pandas UDF batches rows through Arrow."""
+PHONE_STRUCT = "value string, verified boolean"
 
-    @F.pandas_udf(StringType())
-    def to_e164(phones: pd.Series) -> pd.Series:
-        return phones.map(lambda raw: phone_to_e164(raw, default_region), na_action="ignore").astype(object)
+
+def phone_to_e164_udf(default_region: str, validation: str = "possible"):
+    """A vectorised (pandas) UDF applying :func:`parse_phone`: a struct of the E.164 value and
+    ``verified``. Spark has no phone parser; the pandas UDF batches rows through Arrow."""
+
+    @F.pandas_udf(PHONE_STRUCT)
+    def to_e164(phones: pd.Series) -> pd.DataFrame:
+        parsed = [parse_phone(raw, default_region, validation) if isinstance(raw, str) else (None, False)
+                  for raw in phones]
+        return pd.DataFrame(parsed, columns=["value", "verified"]).astype({"value": object, "verified": bool})
 
     return to_e164
 
@@ -147,7 +161,7 @@ def _matches_any(column: Column, patterns: Iterable[str]) -> Column:
 def _standardize_value(column: Column, kind: str, *, to_e164, date_formats: Sequence[str]) -> Column:
     if kind == "email":
         return standardize_email(column)
-    if kind == "phone":
+    if kind == "phone":  # the struct of value and verified (read apart in standardize_records)
         return to_e164(column.cast("string"))
     if kind == "name":
         return fold_name(column)
@@ -174,9 +188,10 @@ def standardize_records(
     exclusions: dict[str, list[str]] = {}
     for rule in config.identifiers:
         exclusions.setdefault(rule.attribute, []).extend(rule.exclude)
-    to_e164 = phone_to_e164_udf(config.phone_region)
+    to_e164 = phone_to_e164_udf(config.phone_region, config.phone_validation)
     formats = list(date_formats or DEFAULT_DATE_FORMATS)
     kinds = config.attribute_kinds
+    phones = [name for name, kind in kinds.items() if kind == "phone"]
 
     # Step 1 standardizes each value once (the phone parser is a pandas UDF: evaluate it once).
     standardized = raw.select(
@@ -187,10 +202,17 @@ def standardize_records(
         ROW_HASH,
         *[F.col(name).cast("string").alias(f"__raw_{name}") for name in kinds],
         *[
-            _standardize_value(F.col(name), kind, to_e164=to_e164, date_formats=formats).alias(name)
+            _standardize_value(F.col(name), kind, to_e164=to_e164, date_formats=formats)
+            .alias(f"__phone_{name}" if kind == "phone" else name)
             for name, kind in kinds.items()
         ],
     )
+    if phones:  # the phone UDF's struct, evaluated once, split into the value and its check
+        standardized = standardized.select(
+            "*",
+            *[F.col(f"__phone_{name}.value").alias(name) for name in phones],
+            *[F.col(f"__phone_{name}.verified").alias(f"__verified_{name}") for name in phones],
+        )
     # Step 2 applies exclusion patterns and records why values were nulled.
     columns, issues = [], []
     for name, kind in kinds.items():
@@ -202,11 +224,12 @@ def standardize_records(
             excluded = excluded | _matches_any(F.regexp_replace(raw_value, r"[^0-9]", ""), patterns)
         excluded = F.coalesce(excluded, F.lit(False))
         columns.append(F.when(~excluded, value).alias(name))
-        issues.append(
-            F.when(present & excluded, F.lit(f"{name}:excluded")).when(
-                present & value.isNull(), F.lit(f"{name}:invalid")
-            )
+        issue = F.when(present & excluded, F.lit(f"{name}:excluded")).when(
+            present & value.isNull(), F.lit(f"{name}:invalid")
         )
+        if kind == "phone":  # kept, but not a number the numbering plan knows
+            issue = issue.when(value.isNotNull() & ~F.col(f"__verified_{name}"), F.lit(f"{name}:unverified"))
+        issues.append(issue)
     return standardized.select(
         F.concat_ws(":", F.col(SOURCE), F.col(SOURCE_ID)).alias(RECORD_KEY),
         SOURCE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -116,3 +117,16 @@ def test_emails_lose_plus_tags_and_gmail_dots(spark):
     frame = spark.createDataFrame(raw, "raw string, expected string")
     rows = frame.select("expected", standardize_email(frame["raw"]).alias("email")).collect()
     assert [row["email"] for row in rows] == [row["expected"] for row in rows]
+
+
+def test_possible_numbers_the_plan_does_not_know_are_kept_unverified_unless_validation_is_valid(spark, config):
+    us = dataclasses.replace(config, phone_region="US")
+    # 555-123-4567 has a possible length but is in no numbering plan; (415) 555-0100 is a known
+    # US line; 555-1234 lacks its area code; 12 is too short
+    rows = [(None, phone, None, None, None) for phone in ("555-123-4567", "(415) 555-0100", "555-1234", "12")]
+    kept = _standardize(spark, us, rows)
+    assert [row["phone"] for row in kept] == ["+15551234567", "+14155550100", None, None]
+    assert [row["value_issues"] for row in kept] == [["phone:unverified"], [], ["phone:invalid"], ["phone:invalid"]]
+    strict = _standardize(spark, dataclasses.replace(us, phone_validation="valid"), rows)
+    assert [row["phone"] for row in strict] == [None, "+14155550100", None, None]
+    assert [row["value_issues"] for row in strict] == [["phone:invalid"], [], ["phone:invalid"], ["phone:invalid"]]

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from functools import cache
 
 from resolution.config import Config
-from resolution.standardize import EMAIL_PATTERN, GMAIL_DOMAINS, _accent_table, phone_to_e164
+from resolution.standardize import EMAIL_PATTERN, GMAIL_DOMAINS, _accent_table, parse_phone
 
 _EMAIL = re.compile(EMAIL_PATTERN)
 _SPACES = re.compile(r"\s+")
@@ -143,6 +143,7 @@ class Standardizer:
     def __init__(self, config: Config, *, date_formats: Sequence[str]):
         self.kinds = config.attribute_kinds
         self.region = config.phone_region
+        self.phone_validation = config.phone_validation
         self.date_formats = list(date_formats)
         self.exclusions: dict[str, list[str]] = {}
         for rule in config.identifiers:
@@ -156,7 +157,7 @@ class Standardizer:
         if kind == "email":
             return standardize_email(raw)
         if kind == "phone":
-            return phone_to_e164(raw, self.region)
+            return parse_phone(raw, self.region, self.phone_validation)[0]
         if kind == "name":
             return fold_name(raw)
         if kind == "date":
@@ -174,7 +175,11 @@ class Standardizer:
         values, issues = {}, []
         for attribute in self.kinds:
             text = raw.get(attribute)
-            value = self.value(attribute, text)
+            verified = True
+            if self.kinds[attribute] == "phone" and text is not None:  # parsed once: value and check
+                value, verified = parse_phone(text, self.region, self.phone_validation)
+            else:
+                value = self.value(attribute, text)
             patterns = self.exclusions.get(attribute, [])
             excluded = _matches_any(value if isinstance(value, str) else None, patterns)
             if self.kinds[attribute] == "phone" and patterns and text is not None:
@@ -184,5 +189,7 @@ class Standardizer:
                 issues.append(f"{attribute}:excluded")
             elif present and value is None:
                 issues.append(f"{attribute}:invalid")
+            elif value is not None and not verified:
+                issues.append(f"{attribute}:unverified")  # kept, as the batch keeps it
             values[attribute] = None if excluded else value
         return values, issues
