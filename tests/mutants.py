@@ -69,6 +69,14 @@ MUTATIONS = (
         ("tests/test_sources.py", f"{PROPERTY}::test_rules_only_runs_equal_a_reference_resolver_ids_included"),
     ),
     Mutation(
+        "needless_cuts", "once a component had a conflict, every later link between clusters is cut",
+        "resolution/clustering/constrained.py",
+        "conflict = clusters[left].conflict(clusters[right], attributes)",
+        "conflict = clusters[left].conflict(clusters[right], attributes) or "
+        "((cuts[-1].constraint, cuts[-1].detail) if cuts else None)",
+        ("tests/test_constrained_clustering.py",),
+    ),
+    Mutation(
         "survivorship", "most_recent keeps the oldest value",
         "resolution/golden.py",
         "return _ordered_pick(value, -_epoch(), priority, key)",
