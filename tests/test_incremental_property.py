@@ -108,7 +108,7 @@ def _settings(default_examples: int):
     )
 
 
-class Sequence:
+class ChangeSequence:
     """A world changed batch by batch, with the decisions reviewers took so far."""
 
     def __init__(self, spark, base, *, cannot_link: dict | None = None, model: bool = True,
@@ -178,7 +178,7 @@ def _cuts(spark, config) -> set[tuple[str, str, str]]:
 
 
 def _check_incremental_equals_full(spark, tmp_path, batches, *, cannot_link=None, backend="embedded") -> None:
-    sequence = Sequence(spark, tmp_path / uuid.uuid4().hex[:8], cannot_link=cannot_link, backend=backend)
+    sequence = ChangeSequence(spark, tmp_path / uuid.uuid4().hex[:8], cannot_link=cannot_link, backend=backend)
     before = sequence.run()
     for number, batch in enumerate(batches):
         sequence.apply(batch)
@@ -236,7 +236,7 @@ def test_rules_only_runs_equal_a_reference_resolver_ids_included(spark, tmp_path
     reference resolver's, ids and primaries included; at the end a full run over the
     incremental warehouse (the weekly refresh: everything recomputed) gives the same entities
     and keeps every id."""
-    sequence = Sequence(spark, tmp_path / uuid.uuid4().hex[:8], model=False)
+    sequence = ChangeSequence(spark, tmp_path / uuid.uuid4().hex[:8], model=False)
     oracle = ReferenceResolver(max_group_size=MAX_GROUP_SIZE)
     for number, batch in enumerate([[], *batches]):
         sequence.apply(batch)
