@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from resolution.config import Config
+from resolution.matching import IDENTIFIER, VALUE, identifier_values
 from resolution.schemas import (
     COMPARISON_LEVELS,
     MATCH_PROBABILITY,
@@ -371,33 +372,28 @@ def identifier_pairs(records: DataFrame, *, config: Config, changed: DataFrame |
     if not rules:
         raise ModelError(f"{config.path}: no identifier rule and no model, so no candidate pair")
 
-    def values(frame: DataFrame) -> DataFrame:
-        entries = F.array(*[
-            F.struct(F.lit(index).alias("__rule"), F.col(rule.attribute).cast("string").alias("__value"))
-            for index, rule in enumerate(rules)
-        ])
-        return (
-            frame.select(RECORD_KEY, F.explode(entries).alias("__entry"))
-            .select(RECORD_KEY, "__entry.__rule", "__entry.__value")
-            .filter(F.col("__value").isNotNull())
+    names = F.array(*[F.lit(rule.name) for rule in rules])
+    attributes = F.array(*[F.lit(rule.attribute) for rule in rules])
+
+    def values(frame: DataFrame) -> DataFrame:  # with the rule's position (0 first)
+        return identifier_values(frame, rules=rules).select(
+            RECORD_KEY, (F.array_position(attributes, F.col(IDENTIFIER)) - 1).cast("int").alias("__rule"), VALUE
         )
 
-    right = values(records).select(F.col(RECORD_KEY).alias("__other"), "__rule", "__value")
+    right = values(records).select(F.col(RECORD_KEY).alias("__other"), "__rule", VALUE)
     pairs = (
         values(records if changed is None else changed)
-        .join(right, ["__rule", "__value"])
+        .join(right, ["__rule", VALUE])
         .filter(F.col(RECORD_KEY) != F.col("__other"))
         .select(
             F.least(RECORD_KEY, "__other").alias(RECORD_KEY_L),
             F.greatest(RECORD_KEY, "__other").alias(RECORD_KEY_R),
             "__rule",
         )
-        .distinct()  # a pair of two changed records comes in both orders
+        # a pair of two changed records comes in both orders: collect_set keeps each rule once
         .groupBy(RECORD_KEY_L, RECORD_KEY_R)
         .agg(F.array_sort(F.collect_set("__rule")).alias("__rules"))
     )
-    names = F.array(*[F.lit(rule.name) for rule in rules])
-    attributes = F.array(*[F.lit(rule.attribute) for rule in rules])
     return pairs.select(
         RECORD_KEY_L,
         RECORD_KEY_R,
