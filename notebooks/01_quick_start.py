@@ -54,7 +54,9 @@ print("tables:", pipeline.store.location.table_id("golden_profiles").replace("go
 if dbutils.widgets.get("train") == "yes":
     from resolution.training import train
 
-    print("model saved to", train(spark, config))
+    path, report = train(spark, config)
+    print("model saved to", path)
+    print("\n".join(report.lines()))  # the prior, each level's m, u and weight, what to do about warnings
 else:
     print("using the trained model", config.matching.model)
 

@@ -1,5 +1,8 @@
-"""The ``idr`` command: ``run``, ``stream``, ``train``, ``show``, ``check``, ``views``, ``accept``,
-``reject``, ``serve``, ``notebook``, ``generate``, ``evaluate``.
+"""The ``idr`` command: ``init``, ``run``, ``stream``, ``train``, ``show``, ``check``, ``views``,
+``accept``, ``reject``, ``serve``, ``notebook``, ``generate``, ``evaluate``.
+
+``idr init`` (no ``--config``: it writes one) samples the sources without Spark and writes a
+commented starter pipeline YAML (:mod:`resolution.starter`).
 
 Exit codes, for schedulers: 0 success; 1 the run failed (recorded FAILED in ``runs``); 2 bad
 configuration or arguments; 3 another run holds the pipeline; 4 a data quality check failed.
@@ -113,6 +116,18 @@ def _parser() -> argparse.ArgumentParser:
     views = command("views", help="create the analyst SQL views (customer_360, entity_lookup, entity_history)")
     views.add_argument("--print", action="store_true", dest="print_sql", help="print their SQL, create nothing")
 
+    init = commands.add_parser(  # no --config: it writes one
+        "init", help="write a commented starter pipeline YAML guessed from samples of the sources"
+    )
+    init.add_argument(
+        "--source", action="append", required=True, metavar="NAME=PATH",
+        help="a source (repeatable, in priority order): CSV file, Parquet file or folder, Delta folder",
+    )
+    init.add_argument("--output", required=True, help="YAML to write, e.g. conf/my_pipeline.yml")
+    init.add_argument("--warehouse", default="./lakehouse", help="storage.warehouse (default ./lakehouse)")
+    init.add_argument("--phone-region", help="phone_region, e.g. GB (default: guessed from the phone numbers)")
+    init.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+
     notebook = commands.add_parser(
         "notebook", help="run a notebook of notebooks/ locally, top to bottom (Databricks source format)"
     )
@@ -150,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "notebook":
         return _notebook(args)
+    if args.command == "init":
+        return _init(args)
     try:
         config = load_config(args.config, parse_variables(args.var))
     except (ConfigError, ValueError) as error:
@@ -186,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train":
         from resolution.training import train
 
-        path = train(spark, config, output_path=args.output)
-        print(f"model saved to {path} (charts beside it)")
+        path, report = train(spark, config, output_path=args.output)
+        print(f"model saved to {path} (charts and {path.with_suffix('.report.txt').name} beside it)")
+        print("\n".join(report.lines()))
         return 0
 
     if args.command == "show":
@@ -226,6 +244,21 @@ def _run(spark, config, args) -> int:
         code = _check(spark, config, args, run_id=summary.run_id, quiet=True)
     print(summary.one_line())
     return code
+
+
+def _init(args) -> int:
+    from resolution.starter import StarterError, parse_source_argument, write_starter_config
+
+    try:
+        starter = write_starter_config(
+            [parse_source_argument(text) for text in args.source], args.output,
+            warehouse=args.warehouse, phone_region=args.phone_region, force=args.force,
+        )
+    except StarterError as error:
+        print(f"init error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print("\n".join(starter.summary()))
+    return 0
 
 
 def _notebook(args) -> int:

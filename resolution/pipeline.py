@@ -41,6 +41,7 @@ from resolution.matching import (
     mask_oversized_identifiers,
 )
 from resolution.outputs import DELETE_FLAG, changed_rows, stamp_run
+from resolution.realtime.inbox import ensure_inbox
 from resolution.review import accepted_pairs, decided_keys, rejected_pairs
 from resolution.schemas import SCORED_SCHEMA
 from resolution.scoring import candidate_rules, load_model, score_candidates
@@ -299,10 +300,7 @@ def run_pipeline(
     backends = detect_backends(spark, prefer=config.storage.backend)
     report(backends.describe())
     store = store_for(spark, config, backends)
-    if config.serve.inbox_source is not None:  # the service's inbox is a source before it ever wrote
-        from resolution.realtime.inbox import ensure_inbox
-
-        ensure_inbox(config)
+    ensure_inbox(config)  # the service's inbox is a source before the service ever wrote to it
     last = last_successful_run(store)
     if mode == "auto":
         mode = "incremental" if last is not None and store.exists(S.SOURCE_RECORDS) else "full"
@@ -364,8 +362,18 @@ class RunContext:
     feeds: dict[str, DataFrame] | None = None
 
     def table(self, name: str, schema: StructType) -> DataFrame:
-        """The committed rows of an output table (empty with ``schema`` before the first run)."""
-        return _read_or_empty(self.spark, self.store, name, schema)
+        """The committed rows of an output table (empty with ``schema`` before the first run).
+
+        A column of ``schema`` the table does not have yet (written by an older release, or
+        before the config mapped an attribute) reads as null; the run's write adds it.
+        """
+        frame = _read_or_empty(self.spark, self.store, name, schema)
+        if all(column in frame.columns for column in schema.fieldNames()):
+            return frame
+        return frame.select(
+            *[F.col(f.name) if f.name in frame.columns else F.lit(None).cast(f.dataType).alias(f.name)
+              for f in schema.fields]
+        )
 
 
 def last_successful_run(store: DeltaStore):
@@ -448,9 +456,22 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
             S.SOURCE, F.col(S.SOURCE_ID).alias(SOURCE_KEY), REASON, RAW_ROW
         )
         deleted = changes.filter(kind == DELETE).select(S.RECORD_KEY)
-        summary.records_rejected = rejected.count()
+        change_counts = _count_map(changes, CHANGE)
+        summary.records_rejected = change_counts.get(REJECT, 0)
         summary.source_versions = {**ctx.versions}
         summary.source_versions.update({s.name: s.version for s in captured if s.version is not None})
+        decisions_version = store.version(S.REVIEW_DECISIONS)
+        unchanged = (
+            not ctx.full
+            and not change_counts.get(UPSERT)
+            and not change_counts.get(DELETE)
+            and ctx.versions.get(DECISIONS_VERSION) == (None if decisions_version is None else str(decisions_version))
+        )
+    if unchanged:
+        _finish_unchanged(ctx, old_records, rejected, captured, dry_run=dry_run)
+        for frame in (old_records, changes):
+            frame.unpersist()
+        return
 
     with ctx.progress.stage("standardize"):
         upserted = changes.filter(kind == UPSERT)
@@ -480,7 +501,6 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         rules = config.identifiers
         # Reviewers' decisions: accepted pairs are links, rejected pairs constraints (cluster).
         review_accepted = review_rejected = None
-        decisions_version = store.version(S.REVIEW_DECISIONS)
         if decisions_version is not None:
             decisions = store.read(S.REVIEW_DECISIONS).transform(materialize)
             review_rejected = rejected_pairs(decisions).transform(materialize)
@@ -694,6 +714,41 @@ def _resolve(ctx: RunContext, *, dry_run: bool) -> None:
         frame.unpersist()
 
 
+def _finish_unchanged(ctx: RunContext, old_records, rejected, captured, *, dry_run: bool) -> None:
+    """A run that found no source change and no new review decision: nothing to re-resolve.
+
+    Every later stage would only re-derive what the tables hold (the invariant: an unchanged
+    input changes nothing), so the run reads its figures from the tables and writes only what
+    a run always records: new rejections of the sources read and the source versions (in the
+    ``runs`` row), so the next run starts from them.
+    """
+    summary, store = ctx.summary, ctx.store
+    stage = "dry-run" if dry_run else "write"
+    with ctx.progress.stage(stage):
+        ctx.progress.report("  no source record changed and no review decision is new: nothing to re-resolve")
+        summary.records_read = dict(sorted(_count_map(old_records, S.SOURCE).items()))
+        summary.records_in = sum(summary.records_read.values())
+        if store.exists(S.RESOLVED_MEMBERSHIP):
+            sizes = store.read(S.RESOLVED_MEMBERSHIP).groupBy(S.ENTITY_ID).count()
+            totals = sizes.agg(F.count(F.lit(1)).alias("entities"), F.max("count").alias("largest")).first()
+            summary.entities, summary.largest_entity = int(totals["entities"]), int(totals["largest"] or 0)
+        if dry_run:
+            empty = ctx.spark.createDataFrame([], S.DRY_RUN_CHANGES_SCHEMA)
+            store.overwrite(S.DRY_RUN_CHANGES, empty)
+            ctx.progress.report(f"dry run: would change nothing. Details: table {S.DRY_RUN_CHANGES}")
+            return
+        complete = [source.name for source in captured if source.complete]
+        old_rejected = ctx.table(S.REJECTED_RECORDS, S.REJECTED_RECORDS_SCHEMA).filter(F.col(S.SOURCE).isin(complete))
+        # a rejected row fixed or removed from a source read whole leaves rejected_records
+        if summary.records_rejected or old_rejected.first() is not None:
+            now = F.lit(datetime.now(timezone.utc)).cast("timestamp")
+            _merge_changes(
+                ctx, S.REJECTED_RECORDS,
+                stamp_run(rejected, schema=S.REJECTED_RECORDS_SCHEMA, run_id=summary.run_id, now=now),
+                old_rejected, S.REJECTED_RECORDS_SCHEMA, keys=[S.SOURCE, "raw_row"],
+            )
+
+
 def materialize(frame: DataFrame) -> DataFrame:
     """Compute ``frame`` now and cut its lineage.
 
@@ -709,7 +764,9 @@ def materialize(frame: DataFrame) -> DataFrame:
     large table it then needs no shuffle (Spark's size estimate of a checkpoint is its origin
     plan's, often far above the real size, so the planner would not see it is small).
     """
-    checkpointed = frame.localCheckpoint(eager=True)
+    # lazy: the count computes and keeps the partitions (one job, where an eager checkpoint
+    # then a count take two or more)
+    checkpointed = frame.localCheckpoint(eager=False)
     rows = checkpointed.count()
     partitions = checkpointed.rdd.getNumPartitions()
     wanted = max(1, -(-rows // ROWS_PER_PARTITION))
@@ -891,6 +948,7 @@ def _merge_changes(
     """
     changes = changed_rows(rows, current.select(*schema.fieldNames()), keys=keys)
     ctx.store.create_if_missing(table, schema)
+    ctx.store.add_missing_columns(table, schema)
     # An empty MERGE commits nothing, so a run without changes leaves the table's version alone.
     metrics = ctx.store.merge(table, changes, keys=keys, delete_flag=DELETE_FLAG)
     ctx.summary.rows_written[table] = metrics.total

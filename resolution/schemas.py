@@ -42,6 +42,8 @@ SOURCE_ID = "source_id"
 SOURCE_PRIORITY = "source_priority"
 SOURCE_TIMESTAMP = "source_timestamp"
 VALUE_ISSUES = "value_issues"
+DISPLAY_VALUES = "display_values"  # attribute -> the value as the source wrote it (trimmed)
+DISPLAY_KINDS = ("name", "address", "text")  # kinds whose match form is not fit to show
 ROW_HASH = "row_hash"
 ENTITY_ID = "entity_id"
 IS_PRIMARY = "is_primary"
@@ -83,6 +85,7 @@ def source_records_schema(attribute_kinds: dict[str, str]) -> StructType:
         + [StructField(name, attribute_type(kind), True) for name, kind in attribute_kinds.items()]
         + _fields(
             (VALUE_ISSUES, ArrayType(StringType()), False),
+            (DISPLAY_VALUES, MapType(StringType(), StringType()), True),
             (ROW_HASH, StringType(), False),
             (RUN_ID, StringType(), False),
             (UPDATED_AT, TimestampType(), False),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from pyspark.sql import functions as F
 
 from resolution.config import Config
 from resolution.matching import IDENTIFIER, VALUE, identifier_values
+from resolution.model_report import TrainingReport, em_not_converged, unobserved_levels
 from resolution.schemas import (
     COMPARISON_LEVELS,
     MATCH_PROBABILITY,
@@ -244,10 +246,11 @@ def model_inputs(records: DataFrame, config: Config) -> DataFrame:
 
 def train_model(
     spark: SparkSession, records: DataFrame, *, config: Config, output_path: str | Path
-) -> dict[str, Any]:
+) -> TrainingReport:
     """Estimate the Fellegi-Sunter model (u by random sampling, m by EM) and save it as JSON.
 
-    The match-weights and m/u charts are saved as HTML next to the model.
+    The match-weights and m/u charts are saved as HTML next to the model, and the report of
+    what was learnt (returned; its ``model`` is the saved JSON) as ``<model>.report.txt``.
     """
     from splink import Linker
 
@@ -262,30 +265,88 @@ def train_model(
         settings["probability_two_random_records_match"] = (
             training.probability_two_random_records_match
         )
-    linker = Linker(table, settings, log_level=logging.WARNING)
-    prior_rules = [
-        " AND ".join(f"l.{column} = r.{column}" for column in rule) for rule in training.prior_rules
-    ] or [f"l.{rule.attribute} = r.{rule.attribute}" for rule in config.identifiers]
-    if training.probability_two_random_records_match is None and prior_rules:
-        linker.training.estimate_probability_two_random_records_match(
-            prior_rules, recall=training.prior_recall
+    with _splink_warnings() as logged:
+        linker = Linker(table, settings, log_level=logging.WARNING)
+        prior_rules = [
+            " AND ".join(f"l.{column} = r.{column}" for column in rule) for rule in training.prior_rules
+        ] or [f"l.{rule.attribute} = r.{rule.attribute}" for rule in config.identifiers]
+        if training.probability_two_random_records_match is None and prior_rules:
+            linker.training.estimate_probability_two_random_records_match(
+                prior_rules, recall=training.prior_recall
+            )
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=training.max_pairs, seed=training.seed
         )
-    linker.training.estimate_u_using_random_sampling(
-        max_pairs=training.max_pairs, seed=training.seed
-    )
-    em_rules = training.em_blocking_rules or config.matching.blocking_rules
-    for rule in em_rules:
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            _block_on(rule), estimate_without_term_frequencies=True
-        )
-    model = _smoothed(linker.misc.save_model_to_json())
+        em_rules = training.em_blocking_rules or config.matching.blocking_rules
+        for rule in em_rules:
+            session = linker.training.estimate_parameters_using_expectation_maximisation(
+                _block_on(rule), estimate_without_term_frequencies=True
+            )
+            logged += filter(None, [_em_convergence_warning(session)])
+    raw = linker.misc.save_model_to_json()
+    unobserved = unobserved_levels(raw)  # before the floor, after which every level has m and u
+    report = TrainingReport(_smoothed(raw), unobserved, tuple(logged))
     output = Path(output_path)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(model, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    output.write_text(json.dumps(report.model, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     stem = output.with_suffix("")
     linker.visualisations.match_weights_chart().save(f"{stem}.match_weights.html", inline=True)
     linker.visualisations.m_u_parameters_chart().save(f"{stem}.m_u_parameters.html", inline=True)
-    return model
+    Path(f"{stem}.report.txt").write_text("\n".join(report.lines()) + "\n", encoding="utf-8")
+    return report
+
+
+class _WarningLog(logging.Handler):
+    """Keeps the message of every warning Splink logs (for the training report)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().strip())
+
+
+@contextmanager
+def _splink_warnings() -> Iterator[list[str]]:
+    """The warnings Splink logs inside the block, printed as before too.
+
+    Splink's own logging setup runs first (what ``Linker(log_level=...)`` does): with our
+    handler already attached it would add no stderr handler, and without a root handler (a
+    notebook) its warnings would then be kept but not shown. Attached before the ``Linker``
+    is built, the handler also sees the settings validation.
+    """
+    from splink.internals.splink_logging import enable
+
+    enable(logging.WARNING)
+    log = _WarningLog()
+    splink_logger = logging.getLogger("splink")
+    splink_logger.addHandler(log)
+    try:
+        yield log.messages
+    finally:
+        splink_logger.removeHandler(log)
+
+
+def _em_convergence_warning(session: Any) -> str | None:
+    """The warning for an EM pass that stopped at ``max_iterations`` still moving, else None
+    (Splink logs "EM converged after N iterations", at INFO, whether or not it converged)."""
+    try:  # Splink's private session state: a release that renames it loses this check, not training
+        from splink.internals.expectation_maximisation import (
+            _max_change_in_parameters_comparison_levels,
+        )
+
+        history = session._core_model_settings_history
+        limits = session.training_settings
+        if len(history) < 2 or len(history) - 1 < limits.max_iterations:
+            return None
+        change = _max_change_in_parameters_comparison_levels(history)["max_abs_change_value"]
+        rule = session._blocking_rule_for_training.blocking_rule_sql
+    except (AttributeError, ImportError, KeyError, TypeError):
+        return None
+    if change < limits.em_convergence:
+        return None
+    return em_not_converged(rule, iterations=limits.max_iterations, change=change, convergence=limits.em_convergence)
 
 
 SMOOTHING_FLOOR = 1e-6

@@ -18,6 +18,8 @@ from pyspark.sql import functions as F
 
 from resolution.config import DEFAULT_DATE_FORMATS, Config
 from resolution.schemas import (
+    DISPLAY_KINDS,
+    DISPLAY_VALUES,
     RECORD_KEY,
     ROW_HASH,
     SOURCE,
@@ -238,5 +240,21 @@ def standardize_records(
         SOURCE_TIMESTAMP,
         *columns,
         F.filter(F.array(*issues), lambda issue: issue.isNotNull()).alias(VALUE_ISSUES),
+        _display_values([name for name, kind in kinds.items() if kind in DISPLAY_KINDS]).alias(DISPLAY_VALUES),
         ROW_HASH,
     )
+
+
+def _display_values(names: list[str]) -> Column:
+    """Per attribute kept for matching, the value as written (trimmed, inner spaces collapsed):
+    what golden profiles show (``John O'Brien``), where matching compares ``john obrien``."""
+    entries = [
+        F.struct(
+            F.lit(name).alias("key"),
+            F.when(F.col(name).isNotNull(), F.regexp_replace(F.trim(F.col(f"__raw_{name}")), r"\s+", " ")).alias("value"),
+        )
+        for name in names
+    ]
+    if not entries:
+        return F.create_map().cast("map<string,string>")
+    return F.map_from_entries(F.filter(F.array(*entries), lambda entry: entry["value"].isNotNull()))

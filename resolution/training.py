@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from pyspark.sql import SparkSession
 
 from resolution.config import Config
 from resolution.matching import mask_oversized_identifiers
+from resolution.model_report import TrainingReport
 from resolution.pipeline import standardize_sources, store_for
+from resolution.realtime.inbox import ensure_inbox
 from resolution.scoring import train_model
 from resolution.session import detect_backends
 from resolution.sources import ingest_sources
 
 
-def train(spark: SparkSession, config: Config, *, output_path: str | None = None) -> Path:
+class TrainedModel(NamedTuple):
+    """Where the model was saved, and what training learnt (``report.lines()`` to print it)."""
+
+    path: Path
+    report: TrainingReport
+
+
+def train(spark: SparkSession, config: Config, *, output_path: str | None = None) -> TrainedModel:
     """Train on the standardized live records of every source (junk identifiers masked)."""
     store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    ensure_inbox(config)  # the service's inbox is a source before the service ever wrote to it
     ingested = ingest_sources(spark, config, store=store)
     records = standardize_sources([(source.name, source.records) for source in ingested], config=config)
     matchable = mask_oversized_identifiers(records, rules=config.identifiers).cache()
     path = Path(output_path or config.matching.model)
-    train_model(spark, matchable, config=config, output_path=path)
+    report = train_model(spark, matchable, config=config, output_path=path)
     matchable.unpersist()
-    return path
+    return TrainedModel(path, report)

@@ -97,17 +97,34 @@ def test_incremental_run_without_changes_writes_nothing_but_its_run(spark, tmp_p
     world = World(tmp_path / "sources")
     world.upsert_crm("c1", 0, email=0, phone=None)
     world.upsert_crm("c2", 1, email=0, phone=None)
+    world.upsert_crm("c3", 2, email=1, phone=None)
+    world.crm["bad"] = ["", "Ann", "Lee", "", "", "2024-01-01", ""]  # no key: rejected
     world.write()
     config = world_config(world.folder, tmp_path / "lakehouse")
-    run_pipeline(spark, config, **QUIET)
+    first = run_pipeline(spark, config, **QUIET)
     store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
     tables = [S.SOURCE_RECORDS, S.MATCH_EDGES, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES,
               S.REVIEW_QUEUE, S.REJECTED_RECORDS, S.ENTITY_LINEAGE]
     before = {table: store.version(table) for table in tables}
     world.write()  # same content, rewritten files
-    summary = run_pipeline(spark, config, **QUIET)
+    lines: list[str] = []
+    summary = run_pipeline(spark, config, report=lines.append)
     assert summary.mode == "incremental"
     assert {table: store.version(table) for table in tables} == before
+    assert any("nothing to re-resolve" in line for line in lines)
+    # its figures are the tables' (read, not recomputed)
+    assert (summary.records_read, summary.records_rejected) == (first.records_read, 1)
+    assert (summary.entities, summary.largest_entity) == (first.entities, first.largest_entity) == (2, 2)
+
+    # the bad row leaves the CSV: no record changed, but its rejection is gone
+    del world.crm["bad"]
+    world.write()
+    third = run_pipeline(spark, config, report=lines.append)
+    assert third.records_rejected == 0
+    assert store.read(S.REJECTED_RECORDS).count() == 0
+    assert {table: store.version(table) for table in tables if table != S.REJECTED_RECORDS} == {
+        table: version for table, version in before.items() if table != S.REJECTED_RECORDS
+    }
 
 
 def test_dry_run_reports_changes_and_commits_nothing_else(spark, tmp_path):
@@ -261,7 +278,10 @@ def test_runs_that_die_after_each_write_in_turn_are_completed_by_the_next(spark,
         S.SOURCE_RECORDS, S.MATCH_EDGES, S.REVIEW_QUEUE, S.RESOLVED_MEMBERSHIP,
         S.GOLDEN_PROFILES, S.ENTITY_LINEAGE, S.REJECTED_RECORDS,
     }
-    assert len(seen) == len(failure_points), "the completing run made every write once"
+    # source_records is written last: once it is, the change is fully applied, and the run
+    # after it finds nothing to redo (it stops after ingest and writes no table)
+    assert failure_points[-1] == S.SOURCE_RECORDS and len(failure_points) == len(set(failure_points))
+    assert seen == []
     _assert_completed(spark, world, config, tmp_path)
 
 

@@ -139,7 +139,10 @@ def test_golden_profile_keeps_survivors_and_all_identifiers_primary_first(sample
     _, warehouse, _, _ = sample_run
     golden = _table(warehouse, S.GOLDEN_PROFILES).set_index("entity_id")
     bob = golden.loc["crm:C002"]
-    assert bob["first_name"] == "bob"  # CRM has the best source priority
+    assert bob["first_name"] == "Bob"  # CRM has the best source priority; shown as written
+    records = _table(warehouse, S.SOURCE_RECORDS).set_index("record_key")
+    assert records.loc["crm:C002", "first_name"] == "bob"  # the match form stays in source_records
+    assert dict(records.loc["crm:C002", S.DISPLAY_VALUES])["first_name"] == "Bob"
     assert list(bob["emails"]) == ["bob.jones@example.com", "bobby.j@workmail.com"]
     assert list(bob["phones"]) == ["+447911123402"]
     assert bob["record_count"] == 3

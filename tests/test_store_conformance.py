@@ -156,6 +156,22 @@ def test_merge_creates_a_missing_table_without_the_flag_column(store, spark):
     assert_df_equality(store.read("people"), frame(spark, [ROW_1]))
 
 
+def test_missing_columns_are_added_and_old_rows_read_null_there(store, spark):
+    # a table written before the attrs map and a list column existed (an older release's table)
+    old_schema = StructType(SCHEMA.fields[:-1])
+    store.append("people", frame(spark, [row[:-1] for row in ROWS], old_schema))
+    version = store.version("people")
+    assert store.add_missing_columns("people", SCHEMA) == ["attrs"]
+    assert store.version("people") == version + 1
+    assert store.add_missing_columns("people", SCHEMA) == []  # once added, nothing to do
+    assert store.version("people") == version + 1
+    assert store.read("people").schema == SCHEMA
+    changed_1 = (*ROW_1[:-1], {"k": "v"})
+    metrics = store.merge("people", frame(spark, [changed_1]), keys=["id"])
+    assert metrics == MergeMetrics(inserted=0, updated=1, deleted=0)
+    assert_same_rows(store.read("people"), frame(spark, [changed_1, (*ROW_2[:-1], None), ROW_3]))
+
+
 def test_remerging_identical_rows_changes_nothing(store, spark):
     store.merge("people", frame(spark, ROWS), keys=["id"])
     version, files = store.version("people"), data_files(store, "people")

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, MapType, StructType
+from pyspark.sql.types import BooleanType, MapType, StructField, StructType
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,25 @@ class DeltaStore(ABC):
     @abstractmethod
     def read(self, table: str) -> DataFrame:
         """The current snapshot, with the table's columns and types (empty if it has no rows)."""
+
+    def add_missing_columns(self, table: str, schema: StructType) -> list[str]:
+        """Add the columns of ``schema`` an existing ``table`` lacks (nullable); return their names.
+
+        A table written by an older release, or before the config mapped a new attribute,
+        then takes this release's rows; its existing rows hold null there until rewritten.
+        """
+        if not self.exists(table):
+            return []
+        present = set(self.read(table).columns)
+        missing = [field for field in schema.fields if field.name not in present]
+        if missing:
+            self._add_columns(table, missing)
+            self._log_write("added columns to", table, {"columns": [field.name for field in missing]})
+        return [field.name for field in missing]
+
+    @abstractmethod
+    def _add_columns(self, table: str, fields: list[StructField]) -> None:
+        """Add nullable columns ``fields`` to ``table`` in one commit (retried on a conflict)."""
 
     @abstractmethod
     def read_location(self, location: str) -> DataFrame:

@@ -110,6 +110,12 @@ class DeltaSparkStore(DeltaStore):
         self._retry_on_conflict(table, attempt, _CONFLICTS)
         self._log_write("created", table, {"columns": schema.fieldNames()})
 
+    def _add_columns(self, table: str, fields: list[StructField]) -> None:
+        table_id = self.location.table_id(table)
+        name = table_id if self.location.is_catalog else f"delta.`{table_id}`"
+        columns = ", ".join(f"{_quoted(f.name)} {f.dataType.simpleString()}" for f in fields)
+        self._retry_on_conflict(table, lambda: self.spark.sql(f"ALTER TABLE {name} ADD COLUMNS ({columns})"), _CONFLICTS)
+
     def read(self, table: str) -> DataFrame:
         """The current snapshot (Delta keeps the declared nullability)."""
         table_id = self.location.table_id(table)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, Field, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -24,7 +24,7 @@ from pyspark.sql.streaming.datasource import (
     ReadMaxFiles,
     SupportsTriggerAvailableNow,
 )
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructField, StructType
 
 from resolution.store.base import (
     CHANGE_COLUMNS,
@@ -113,6 +113,14 @@ class DeltaLakeStore(DeltaStore):
             (CommitFailedError,),
         )
         self._log_write("created", table, {"columns": schema.fieldNames()})
+
+    def _add_columns(self, table: str, fields: list[StructField]) -> None:
+        arrow = arrow_schema_for(StructType([StructField(f.name, f.dataType, True) for f in fields]))
+        self._retry_on_conflict(
+            table,
+            lambda: self._writable(table).alter.add_columns([Field.from_arrow(field) for field in arrow]),
+            (CommitFailedError,),
+        )
 
     def read(self, table: str) -> DataFrame:
         """Read the current snapshot's Parquet files with the table's Spark schema.
