@@ -32,8 +32,9 @@ from deltalake import DeltaTable, write_deltalake
 
 from resolution.config import load_config
 from resolution.generate import SOURCE_FILES, write_sources
-from resolution.pipeline import run_pipeline, store_for
-from resolution.session import detect_backends, get_spark_session
+from resolution.pipeline import run_pipeline
+from resolution.session import get_spark_session
+from resolution.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["ingest", "standardize", "score", "cluster", "identify", "golden", "write"]
@@ -169,7 +170,7 @@ def main() -> None:
     print(f"changed records per source: {changed}")
     def membership(warehouse: str) -> dict[str, frozenset[str]]:
         config = config_for(warehouse)
-        store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+        store = open_store(spark, config)
         frame = store.read("resolved_membership").select("record_key", "entity_id").toPandas()
         return {entity: frozenset(group.record_key) for entity, group in frame.groupby("entity_id")}
 

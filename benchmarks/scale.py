@@ -87,10 +87,9 @@ def child_ours(work: Path, mode: str) -> dict:
     summary = run_pipeline(spark, config, mode=mode, report=lambda line: None)
     seconds = time.perf_counter() - started
     if mode == "full":  # the baselines' input: the same standardized records (not timed)
-        from resolution.pipeline import store_for
-        from resolution.session import detect_backends
+        from resolution.store import open_store
 
-        store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+        store = open_store(spark, config)
         # masked as our scoring sees them: a junk value shared by many records links nobody
         masked = mask_oversized_identifiers(store.read("source_records"), rules=config.identifiers)
         inputs = model_inputs(masked, config)

@@ -224,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(spark, config, args) -> int:
-    from resolution.pipeline import PipelineBusyError, describe_error, run_pipeline
+    from resolution.pipeline import run_pipeline
+    from resolution.run_log import PipelineBusyError, describe_error
 
     try:
         summary = run_pipeline(
@@ -280,16 +281,15 @@ def _notebook(args) -> int:
 
 
 def _store(spark, config):
-    from resolution.pipeline import store_for
-    from resolution.session import detect_backends
+    from resolution.store import open_store
 
-    return store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    return open_store(spark, config)
 
 
 def _check(spark, config, args, *, run_id: str | None = None, quiet: bool = False) -> int:
     """Run the quality checks, record them, print them (failures only when ``quiet``)."""
-    from resolution.pipeline import last_successful_run
     from resolution.quality import run_checks, summary_line, write_results
+    from resolution.run_log import last_successful_run
 
     store = _store(spark, config)
     results = run_checks(store, config)
@@ -368,7 +368,7 @@ def _decide(spark, config, args) -> int:
 
 
 def _stream(spark, config, args) -> int:
-    from resolution.pipeline import describe_error
+    from resolution.run_log import describe_error
     from resolution.streaming import StreamOptions, default_checkpoint, start_stream
 
     try:

@@ -241,11 +241,10 @@ def evaluate_warehouse(
     """Evaluate the committed ``resolved_membership`` of ``config``'s warehouse against the
     truth table at ``truth`` (its ``truth_key`` column holds record keys, ``source:id``), with
     the threshold curve of its ``match_edges``."""
-    from resolution.pipeline import store_for
-    from resolution.session import detect_backends
     from resolution.sources import read_truth
+    from resolution.store import open_store
 
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
     if not store.exists(S.RESOLVED_MEMBERSHIP):
         raise EvaluationError(
             f"{config.path}: the warehouse has no resolved_membership yet; run `idr run` first"

@@ -172,3 +172,24 @@ def classify_edges(
         MATCH_WEIGHT,
         COMPARISON_LEVELS,
     )
+
+
+def crossed_group_records(live: DataFrame, *, new_rows: DataFrame, old_rows: DataFrame, rules) -> DataFrame:
+    """Live records holding an identifier value whose group crossed ``max_group_size``.
+
+    Only values of a changed or deleted record (``old_rows``: their committed rows,
+    ``new_rows``: the changed records now) can change group size. Their sizes now are counted
+    over ``live``; their sizes before are those minus what the new rows added plus what the
+    old rows held.
+    """
+    group = [IDENTIFIER, VALUE]
+    added = identifier_values(new_rows, rules=rules).groupBy(*group).agg(F.count(F.lit(1)).alias("__added"))
+    removed = identifier_values(old_rows, rules=rules).groupBy(*group).agg(F.count(F.lit(1)).alias("__removed"))
+    moved = added.join(removed, group, "full")
+    after = identifier_group_sizes(live, rules=rules, values=moved).withColumnRenamed("count", "__after")
+    size_after = F.coalesce(F.col("__after"), F.lit(0))
+    size_before = size_after - F.coalesce(F.col("__added"), F.lit(0)) + F.coalesce(F.col("__removed"), F.lit(0))
+    limit = group_size_limit(rules)
+    flipped = moved.join(after, group, "left").filter((size_before > limit) != (size_after > limit))
+    holders = identifier_values(live, rules=rules).join(flipped.select(*group), group, "left_semi")
+    return holders.select(RECORD_KEY).distinct()

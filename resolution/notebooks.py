@@ -192,8 +192,8 @@ def open_pipeline(config_path: str, variables: str = "") -> Pipeline:
     functions registered and a checkpoint folder set.
     """
     from resolution.config import load_config, parse_variables
-    from resolution.pipeline import store_for
-    from resolution.session import detect_backends, get_spark_session
+    from resolution.session import get_spark_session
+    from resolution.store import open_store
 
     path = Path(config_path)
     if not path.is_absolute() and not path.exists() and (Path("..") / path).exists():
@@ -202,4 +202,4 @@ def open_pipeline(config_path: str, variables: str = "") -> Pipeline:
     spark = get_spark_session(
         checkpoint_dir=config.storage.checkpoint_dir, backend=config.storage.backend
     )
-    return Pipeline(spark, config, store_for(spark, config, detect_backends(spark, prefer=config.storage.backend)))
+    return Pipeline(spark, config, open_store(spark, config))

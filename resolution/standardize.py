@@ -160,7 +160,25 @@ def _matches_any(column: Column, patterns: Iterable[str]) -> Column:
     return condition
 
 
-def _standardize_value(column: Column, kind: str, *, to_e164, date_formats: Sequence[str]) -> Column:
+def _parse_dates(column: Column, config: Config, date_formats: Sequence[str] | None) -> Column:
+    """Dates parsed with ``date_formats``, or else with each row's source's own formats (one
+    expression for every source: one plan to build and run, not one per source)."""
+    if date_formats is not None:
+        return parse_date(column, date_formats)
+    sources_by_formats: dict[tuple[str, ...], list[str]] = {}
+    for source in config.sources:
+        sources_by_formats.setdefault(tuple(source.date_formats), []).append(source.name)
+    default = parse_date(column, DEFAULT_DATE_FORMATS)
+    if set(sources_by_formats) <= {tuple(DEFAULT_DATE_FORMATS)}:
+        return default
+    branches = [(F.col(SOURCE).isin(names), parse_date(column, formats)) for formats, names in sources_by_formats.items()]
+    parsed = F.when(*branches[0])
+    for condition, value in branches[1:]:
+        parsed = parsed.when(condition, value)
+    return parsed.otherwise(default)
+
+
+def _standardize_value(column: Column, kind: str, *, to_e164, dates) -> Column:
     if kind == "email":
         return standardize_email(column)
     if kind == "phone":  # the struct of value and verified (read apart in standardize_records)
@@ -168,7 +186,7 @@ def _standardize_value(column: Column, kind: str, *, to_e164, date_formats: Sequ
     if kind == "name":
         return fold_name(column)
     if kind == "date":
-        return parse_date(column, date_formats)
+        return dates(column)
     if kind == "address":
         return standardize_address(column)
     if kind == "postcode":
@@ -184,14 +202,15 @@ def standardize_records(
     """Standardize every mapped attribute of the ingested rows.
 
     Input: ``source, source_id, source_priority, source_timestamp``, one column per standard
-    attribute (raw values) and ``row_hash``. Output: ``record_key`` plus the same columns
-    standardized, and ``value_issues``: the reasons values were nulled, as ``attribute:reason``.
+    attribute (raw values) and ``row_hash``, of any number of sources. Output: ``record_key``
+    plus the same columns standardized, ``value_issues`` (the reasons values were nulled, as
+    ``attribute:reason``) and ``display_values``. Dates are read with ``date_formats`` if given,
+    else with each source's ``date_formats``.
     """
     exclusions: dict[str, list[str]] = {}
     for rule in config.identifiers:
         exclusions.setdefault(rule.attribute, []).extend(rule.exclude)
     to_e164 = phone_to_e164_udf(config.phone_region, config.phone_validation)
-    formats = list(date_formats or DEFAULT_DATE_FORMATS)
     kinds = config.attribute_kinds
     phones = [name for name, kind in kinds.items() if kind == "phone"]
 
@@ -204,7 +223,9 @@ def standardize_records(
         ROW_HASH,
         *[F.col(name).cast("string").alias(f"__raw_{name}") for name in kinds],
         *[
-            _standardize_value(F.col(name), kind, to_e164=to_e164, date_formats=formats)
+            _standardize_value(
+                F.col(name), kind, to_e164=to_e164, dates=lambda column: _parse_dates(column, config, date_formats)
+            )
             .alias(f"__phone_{name}" if kind == "phone" else name)
             for name, kind in kinds.items()
         ],

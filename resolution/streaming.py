@@ -27,16 +27,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from resolution.config import Config, ConfigError, SourceConfig
-from resolution.pipeline import (
-    PipelineBusyError,
-    RunSummary,
-    last_successful_run,
-    run_pipeline,
-    store_for,
-)
+from resolution.pipeline import run_pipeline
+from resolution.run_log import PipelineBusyError, RunSummary, last_successful_run
 from resolution.session import detect_backends
 from resolution.sources import read_source
-from resolution.store import CHANGE_COLUMNS, COMMIT_TIMESTAMP, DeltaStore
+from resolution.store import CHANGE_COLUMNS, COMMIT_TIMESTAMP, DeltaStore, open_store
 
 STREAMABLE = ("audit", "delta_cdf")
 
@@ -150,7 +145,7 @@ def start_stream(
     """
     source = _streamable_source(config, options.source)
     backends = detect_backends(spark, prefer=config.storage.backend)
-    store = store_for(spark, config, backends)
+    store = open_store(spark, config, backends)
     if last_successful_run(store) is None:
         report(f"no committed run in the warehouse yet: a full run comes before streaming {source.name}")
         run_pipeline(spark, config, mode="full", report=report)

@@ -155,10 +155,9 @@ def world_config(
 
 def store_of(spark, config: Config):
     """The store of ``config``'s warehouse, on the backend the config names."""
-    from resolution.pipeline import store_for
-    from resolution.session import detect_backends
+    from resolution.store import open_store
 
-    return store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    return open_store(spark, config)
 
 
 def partition(spark, config: Config) -> dict[str, frozenset[str]]:

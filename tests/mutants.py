@@ -35,21 +35,21 @@ class Mutation:
 MUTATIONS = (
     Mutation(
         "cut_closure", "the incremental region no longer adds the entities a cut joined",
-        "resolution/pipeline.py",
-        "affected_entities = _entities_joined_by_cuts(old_membership, affected_entities, old_cuts)",
+        "resolution/stages/cluster.py",
+        "affected_entities = entities_joined_by_cuts(old_membership, affected_entities, old_cuts)",
         "pass",
         (f"{PROPERTY}::test_incremental_equals_full_recompute_with_cannot_link_constraints",),
     ),
     Mutation(
         "crossed_group_rescoring", "records whose identifier group crossed max_group_size are not rescored",
-        "resolution/pipeline.py",
-        "rescored = changed_keys.unionByName(crossed)",
-        "rescored = changed_keys",
+        "resolution/stages/score.py",
+        "rescored = standardized.changed_keys.unionByName(crossed)",
+        "rescored = standardized.changed_keys",
         (f"{PROPERTY}::test_rules_only_runs_equal_a_reference_resolver_ids_included",),
     ),
     Mutation(
         "decided_pairs_rescoring", "records of pairs decided since the last run are not rescored",
-        "resolution/pipeline.py",
+        "resolution/stages/score.py",
         'rescored = rescored.unionByName(decided.join(live, S.RECORD_KEY, "left_semi"))',
         "pass",
         (f"{PROPERTY}::test_rules_only_runs_equal_a_reference_resolver_ids_included",),
@@ -79,8 +79,8 @@ MUTATIONS = (
     Mutation(
         "survivorship", "most_recent keeps the oldest value",
         "resolution/golden.py",
-        "return _ordered_pick(value, -_epoch(), priority, key)",
-        "return _ordered_pick(value, _epoch(), priority, key)",
+        "return _ordered_pick(value, shown, -_epoch(), priority, key)",
+        "return _ordered_pick(value, shown, _epoch(), priority, key)",
         ("tests/test_golden.py",),
     ),
 )

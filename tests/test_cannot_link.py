@@ -5,8 +5,8 @@ from __future__ import annotations
 from pyspark.sql import functions as F
 
 from resolution import schemas as S
-from resolution.pipeline import run_pipeline, store_for
-from resolution.session import detect_backends
+from resolution.pipeline import run_pipeline
+from resolution.store import open_store
 from tests.incremental_harness import World, partition, world_config
 
 QUIET = {"report": lambda line: None}
@@ -14,7 +14,7 @@ CONSTRAINTS = {"attributes": ["dob"], "unique_sources": ["kyc"]}
 
 
 def _cuts(spark, config) -> set[tuple[str, str, str]]:
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
     rows = store.read(S.CUT_EDGES).select(S.RECORD_KEY_L, S.RECORD_KEY_R, F.col("cut_by")).collect()
     return {(min(row[0], row[1]), max(row[0], row[1]), row[2]) for row in rows}
 

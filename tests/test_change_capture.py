@@ -9,8 +9,8 @@ import time
 from deltalake import DeltaTable, write_deltalake
 
 from resolution import schemas as S
-from resolution.pipeline import run_pipeline, store_for
-from resolution.session import detect_backends
+from resolution.pipeline import run_pipeline
+from resolution.store import open_store
 from resolution.store.base import earliest_commit_version
 from tests.incremental_harness import (
     EMAILS,
@@ -42,7 +42,7 @@ def test_delta_cdf_source_reads_only_new_changes_and_records_the_version(spark, 
     assert groups["billing:b1"] == frozenset({"billing:b1"})  # the old entity's id stays with b1
 
     # no new commit: nothing to read, nothing written
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
     version = store.version(S.RESOLVED_MEMBERSHIP)
     third = run_pipeline(spark, config, **QUIET)
     assert (third.records_new, third.records_updated, third.records_deleted) == (0, 0, 0)

@@ -14,9 +14,9 @@ import yaml
 from resolution import schemas as S
 from resolution.cli import EXIT_BUSY, main
 from resolution.config import load_config
-from resolution.pipeline import LOCK_TIMEOUT, PipelineBusyError, run_pipeline, store_for
-from resolution.session import detect_backends
-from resolution.store import available_store_backends
+from resolution.pipeline import run_pipeline
+from resolution.run_log import LOCK_TIMEOUT, PipelineBusyError
+from resolution.store import available_store_backends, open_store
 from tests.incremental_harness import World, partition, primaries, world_config, world_document
 
 QUIET = {"report": lambda line: None}
@@ -30,7 +30,7 @@ def _full_partition(spark, world: World, tmp_path, label: str):
 
 
 def _lineage(spark, config):
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
     if not store.exists(S.ENTITY_LINEAGE):
         return []
     return sorted(
@@ -102,7 +102,7 @@ def test_incremental_run_without_changes_writes_nothing_but_its_run(spark, tmp_p
     world.write()
     config = world_config(world.folder, tmp_path / "lakehouse")
     first = run_pipeline(spark, config, **QUIET)
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
     tables = [S.SOURCE_RECORDS, S.MATCH_EDGES, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES,
               S.REVIEW_QUEUE, S.REJECTED_RECORDS, S.ENTITY_LINEAGE]
     before = {table: store.version(table) for table in tables}
@@ -135,7 +135,7 @@ def test_dry_run_reports_changes_and_commits_nothing_else(spark, tmp_path):
     world.write()
     config = world_config(world.folder, tmp_path / "lakehouse")
     run_pipeline(spark, config, **QUIET)
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
     tables = [S.SOURCE_RECORDS, S.MATCH_EDGES, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES, S.RUNS]
     before = {table: store.version(table) for table in tables}
 
@@ -174,7 +174,7 @@ def test_a_second_run_is_refused_while_one_holds_the_pipeline(spark, tmp_path):
 
     run_pipeline(spark, config, run_id="first-run", on_table_written=start_another, **QUIET)
     assert holder == {"seen": True}
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
     statuses = {row.run_id: row.status for row in store.read(S.RUNS).collect()}
     assert statuses == {"first-run": "SUCCEEDED", "second-run": "REFUSED"}
 
@@ -194,7 +194,7 @@ def test_a_dead_runs_hold_is_taken_over_and_a_live_one_makes_idr_run_exit_3(spar
     path.write_text(yaml.safe_dump(world_document(world.folder, tmp_path / "lakehouse", model=False)))
     config = load_config(path)
     run_pipeline(spark, config, run_id="first-run", **QUIET)
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
 
     finished = subprocess.Popen(["true"])
     finished.wait()  # its pid is no process now
@@ -244,7 +244,7 @@ def _assert_completed(spark, world: World, config, tmp_path) -> None:
     lineage = _lineage(spark, config)
     assert len(lineage) == len(set(lineage)), "no lineage event is written twice"
     assert {event for _, _, event in lineage} >= {"SPLIT", "MERGED", "RETIRED"}
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
     members = store.read(S.RESOLVED_MEMBERSHIP).groupBy(S.RECORD_KEY).count()
     assert members.filter("count > 1").count() == 0
     assert {row.record_key for row in store.read(S.SOURCE_RECORDS).collect()} == {"crm:c1", "crm:c2", "crm:c3"}

@@ -11,7 +11,8 @@ from deltalake import DeltaTable
 
 from resolution import schemas as S
 from resolution.config import MatchingConfig, load_config
-from resolution.pipeline import Progress, RunSummary, run_pipeline
+from resolution.pipeline import run_pipeline
+from resolution.run_log import Progress, RunSummary
 from resolution.scoring import ModelError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,9 +14,8 @@ import yaml
 from resolution import schemas as S
 from resolution.cli import EXIT_QUALITY, main
 from resolution.config import load_config
-from resolution.pipeline import store_for
 from resolution.quality import run_checks
-from resolution.session import detect_backends
+from resolution.store import open_store
 from resolution.views import create_views
 from tests.incremental_harness import sample_pipeline_file
 
@@ -39,7 +38,7 @@ def sample(spark, tmp_path_factory):
 
 
 def _store(spark, config):
-    return store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    return open_store(spark, config)
 
 
 def test_a_run_ends_with_one_summary_line_and_passing_checks(spark, sample):

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resolution.config import DEFAULT_DATE_FORMATS, load_config
-from resolution.pipeline import standardize_sources
 from resolution.realtime.standardize import Standardizer
+from resolution.standardize import standardize_records
 
 CONFIG = load_config(Path(__file__).resolve().parents[1] / "conf" / "example.yml")
 TRICKY = {
@@ -35,7 +35,7 @@ def _spark_rows(spark, rows: list[dict[str, str | None]]) -> list[dict]:
     schema = "source string, source_id string, source_priority int, source_timestamp timestamp, row_hash string, " + ", ".join(
         f"{a} string" for a in attributes
     )
-    frame = standardize_sources([("crm", spark.createDataFrame(data, schema))], config=CONFIG)
+    frame = standardize_records(spark.createDataFrame(data, schema), config=CONFIG)
     out = {int(r["source_id"]): r.asDict() for r in frame.collect()}
     return [out[i] for i in range(len(rows))]
 

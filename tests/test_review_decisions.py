@@ -7,16 +7,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from resolution import schemas as S
-from resolution.pipeline import run_pipeline, store_for
+from resolution.pipeline import run_pipeline
 from resolution.review import ReviewError, accept_pairs, reject_pairs
-from resolution.session import detect_backends
+from resolution.store import open_store
 from tests.incremental_harness import World, partition, world_config
 
 QUIET = {"report": lambda line: None}
 
 
 def _store(spark, config):
-    return store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    return open_store(spark, config)
 
 
 def _edge_rules(spark, config) -> dict[tuple[str, str], tuple[str, str]]:

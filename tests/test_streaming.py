@@ -11,8 +11,8 @@ import yaml
 from resolution import schemas as S
 from resolution.cli import main
 from resolution.config import ConfigError
-from resolution.pipeline import run_pipeline, store_for
-from resolution.session import detect_backends
+from resolution.pipeline import run_pipeline
+from resolution.store import open_store
 from resolution.streaming import StreamOptions, start_stream
 from tests.incremental_harness import BILLING_COLUMNS as COLUMNS
 from tests.incremental_harness import COLUMNS as MAPPED
@@ -29,7 +29,7 @@ QUIET = {"report": lambda line: None}
 
 
 def _runs(spark, config) -> list:
-    store = store_for(spark, config, detect_backends(spark, prefer=config.storage.backend))
+    store = open_store(spark, config)
     return sorted(store.read(S.RUNS).collect(), key=lambda row: row.started_at)
 
 

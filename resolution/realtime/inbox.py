@@ -27,42 +27,21 @@ import pyarrow as pa
 from deltalake import DeltaTable, PostCommitHookProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from resolution.config import INBOX_COLUMNS, Config, SourceConfig
+from resolution.config import Config, SourceConfig
+from resolution.store.inbox import (
+    LOG_RETENTION,
+    ensure_inbox,
+    inbox_schema,
+    inbox_source,
+)
 
 logger = logging.getLogger(__name__)
 
-CHANGE_DATA_FEED = {"delta.enableChangeDataFeed": "true"}
-LOG_RETENTION = "delta.logRetentionDuration"
 MAX_ROWS_PER_COMMIT = 1000
 COMPACTED_BYTES = 256 * 1024  # compaction's target file size (a few thousand rows)
 # The service maintains the table on its own schedule; delta-rs's per-commit hooks (a checkpoint
 # every 100 commits, a listing of the log to expire old entries) doubled the commit time.
 NO_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
-
-
-def inbox_source(config: Config) -> SourceConfig:
-    """The source the service appends to (``serve.inbox_source``)."""
-    if config.serve.inbox_source is None:
-        raise ValueError(f"{config.path}: serve.inbox_source is not set: name the source the service appends to")
-    return config.source(config.serve.inbox_source)
-
-
-def inbox_schema(source: SourceConfig) -> pa.Schema:
-    fields = [pa.field(source.key, pa.string(), nullable=False)]
-    fields += [pa.field(name, pa.string()) for name in INBOX_COLUMNS]
-    fields.append(pa.field(source.timestamp, pa.timestamp("us", tz="UTC"), nullable=False))
-    fields += [pa.field(column, pa.string()) for column in dict.fromkeys(source.columns.values())]
-    return pa.schema(fields)
-
-
-def ensure_inbox(config: Config) -> None:
-    """Create the inbox table (change data feed on) unless it exists: before the service or a run reads it."""
-    if config.serve.inbox_source is None:
-        return
-    source = inbox_source(config)
-    if not DeltaTable.is_deltatable(source.location):
-        DeltaTable.create(source.location, inbox_schema(source), mode="ignore",
-                          configuration={**CHANGE_DATA_FEED, LOG_RETENTION: config.serve.inbox_log_retention})
 
 
 def inbox_row(source: SourceConfig, *, channel: str, channel_id: str, received_at: datetime,

@@ -20,7 +20,6 @@ import numpy as np
 
 from resolution import schemas as S
 from resolution.config import Config
-from resolution.realtime.inbox import inbox_source
 from resolution.realtime.scorer import OnlineScorer
 from resolution.realtime.standardize import Standardizer
 from resolution.realtime.state import (
@@ -31,6 +30,7 @@ from resolution.realtime.state import (
     nickname_group,
 )
 from resolution.scoring import NICKNAMES_SUFFIX
+from resolution.store.inbox import inbox_source
 
 FOUND, REVIEW, NEW = "found", "review", "new"
 MAX_TEXT = 500  # characters of one value

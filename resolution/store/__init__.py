@@ -11,8 +11,9 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from resolution.config import Config
 from resolution.packages import DELTA, FETCH_COMMAND, spark_submit_packages
-from resolution.session import DELTA_JVM_CLASS, jvm_class_available
+from resolution.session import DELTA_JVM_CLASS, Backends, detect_backends, jvm_class_available
 from resolution.store.base import (
     CHANGE_COLUMNS,
     CHANGE_DATA_FEED_PROPERTY,
@@ -43,6 +44,7 @@ __all__ = [
     "StoreLocation",
     "available_store_backends",
     "get_store",
+    "open_store",
 ]
 
 BACKENDS = ("deltalake", "delta-spark")
@@ -68,6 +70,16 @@ def get_store(
     from resolution.store.delta_spark_backend import DeltaSparkStore
 
     return DeltaSparkStore(spark, location, **options)
+
+
+def open_store(spark: SparkSession, config: Config, backends: Backends | None = None) -> DeltaStore:
+    """The Delta store of the config's warehouse or catalog.schema, on the backend it asks for
+    (``backends``: already detected for this session, else detected here)."""
+    backends = backends or detect_backends(spark, prefer=config.storage.backend)
+    storage = config.storage
+    location = StoreLocation(warehouse=storage.warehouse, catalog=storage.catalog, schema=storage.schema)
+    options = {"deletion_vectors": storage.deletion_vectors} if backends.delta == "delta-spark" else {}
+    return get_store(spark, backends.delta, location, **options)
 
 
 def available_store_backends(spark: SparkSession) -> dict[str, str | None]:

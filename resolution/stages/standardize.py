@@ -1,0 +1,53 @@
+"""Standardize: the changed records in their match forms, and the live records of the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from resolution import schemas as S
+from resolution.frames import count_map, materialize
+from resolution.outputs import stamp_run
+from resolution.stages.context import RunContext
+from resolution.stages.ingest import Captured
+from resolution.standardize import standardize_records
+
+
+@dataclass(frozen=True)
+class Standardized:
+    """``changed``: the upserted records standardized (``source_records`` rows); ``live``:
+    every live record after this run (the committed ones not changed or deleted, plus
+    ``changed``)."""
+
+    captured: Captured
+    changed: DataFrame
+    live: DataFrame
+
+    @property
+    def changed_keys(self) -> DataFrame:
+        return self.changed.select(S.RECORD_KEY)
+
+    @property
+    def gone_or_changed(self) -> DataFrame:
+        """``record_key`` of the committed records this run replaces or deletes."""
+        return self.changed_keys.unionByName(self.captured.deleted)
+
+
+def standardize(ctx: RunContext, captured: Captured) -> Standardized:
+    changed = stamp_run(standardize_records(captured.upserted, config=ctx.config), schema=ctx.records_schema,
+                        **ctx.stamp)
+    changed = ctx.held(changed.transform(materialize))
+    if ctx.full:
+        live = changed
+    else:
+        # Not materialized: every use scans the cached old records, which is cheaper than
+        # copying all of them each run.
+        gone_or_changed = changed.select(S.RECORD_KEY).unionByName(captured.deleted)
+        live = captured.old_records.join(F.broadcast(gone_or_changed), S.RECORD_KEY, "left_anti").unionByName(changed)
+    summary = ctx.summary
+    summary.records_read = dict(sorted(count_map(live, S.SOURCE).items()))
+    summary.records_in = sum(summary.records_read.values())
+    summary.value_issues = count_map(changed.select(F.explode(S.VALUE_ISSUES).alias("issue")), "issue")
+    return Standardized(captured, changed, live)
