@@ -114,11 +114,8 @@ class RunSummary:
                 + f"; total {sum(self.stage_jobs.values())}"
             )
         if self.rows_written:
-            out.append(
-                "  rows written: "
-                + ", ".join(f"{table} {rows}" for table, rows in self.rows_written.items() if rows)
-                + f"; total {sum(self.rows_written.values())}"
-            )
+            written = ", ".join(f"{table} {rows}" for table, rows in self.rows_written.items() if rows)
+            out.append(f"  rows written: {written or 'none'}; total {sum(self.rows_written.values())}")
         if self.error:
             out.append(f"  error: {self.error}")
         return out
