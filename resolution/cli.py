@@ -14,11 +14,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from resolution.config import ConfigError, load_config, parse_variables
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY, EXIT_QUALITY = 1, 2, 3, 4
+
+# adds a subcommand that takes --config and --var: commands.add_parser with that parent
+_AddCommand = Callable[..., argparse.ArgumentParser]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +38,17 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
         return commands.add_parser(name, parents=[configured], **kwargs)
 
+    # in this order: `idr --help` lists the commands as they are added
+    _add_run_commands(command)
+    _add_result_commands(command)
+    _add_review_commands(command)
+    _add_service_commands(command)
+    _add_local_commands(commands)
+    return parser
+
+
+def _add_run_commands(command: _AddCommand) -> None:
+    """``run``, ``stream`` and ``train``."""
     run = command("run", help="resolve the configured sources into entities")
     run.add_argument("--run-id", help="run id to record (default: timestamp + random suffix)")
     run.add_argument(
@@ -78,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     train = command("train", help="estimate the Splink model and save it as JSON")
     train.add_argument("--output", help="model JSON path (default: matching.model of the config)")
 
+
+def _add_result_commands(command: _AddCommand) -> None:
+    """``show`` and ``evaluate``: look at what a run wrote."""
     show = command("show", help="print an output table (to look at results quickly)")
     show.add_argument("--table", default="resolved_membership", help="output table name")
     show.add_argument("--limit", type=int, default=20, help="rows to print")
@@ -95,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--title", help="report title (default: the config file name)")
 
+
+def _add_review_commands(command: _AddCommand) -> None:
+    """``accept`` and ``reject``: a reviewer's decision on pairs of records."""
     for decision, meaning in (
         ("accept", "record that two records are the same person; the next run links them"),
         ("reject", "record that two records are different people; the next run keeps them apart"),
@@ -107,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--by", help="who decided (stored in review_decisions)")
         decide.add_argument("--note", help="why (stored in review_decisions)")
 
+
+def _add_service_commands(command: _AddCommand) -> None:
+    """``serve``, ``check`` and ``views``: what runs beside and after the pipeline."""
     serve = command("serve", help="the real-time resolve service: POST /v1/resolve (OpenAPI at /docs)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
@@ -116,7 +139,10 @@ def _parser() -> argparse.ArgumentParser:
     views = command("views", help="create the analyst SQL views (customer_360, entity_lookup, entity_history)")
     views.add_argument("--print", action="store_true", dest="print_sql", help="print their SQL, create nothing")
 
-    init = commands.add_parser(  # no --config: it writes one
+
+def _add_local_commands(commands: argparse._SubParsersAction) -> None:
+    """``init``, ``notebook`` and ``generate``: no ``--config`` (``init`` writes one)."""
+    init = commands.add_parser(
         "init", help="write a commented starter pipeline YAML guessed from samples of the sources"
     )
     init.add_argument(
@@ -148,79 +174,92 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--change-fraction", type=float, default=0.01, help="share of records each change batch touches"
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``idr`` console script and of ``jobs/``; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "generate":
-        from resolution.generate import write_sources
-
-        counts = write_sources(
-            args.people, args.output, seed=args.seed, batches=args.batches, change_fraction=args.change_fraction
-        )
-        print(f"wrote {args.output}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
-        return 0
-    if args.command == "notebook":
-        return _notebook(args)
-    if args.command == "init":
-        return _init(args)
+    unconfigured = {"generate": _generate, "notebook": _notebook, "init": _init}
+    if args.command in unconfigured:
+        return unconfigured[args.command](args)
     try:
         config = load_config(args.config, parse_variables(args.var))
     except (ConfigError, ValueError) as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    return _configured(config, args)
 
+
+def _configured(config, args) -> int:
+    """A command that reads the config: those that need no Spark first, then start Spark."""
     if args.command == "views" and args.print_sql:
         return _print_views(config)
     if args.command == "serve":  # no Spark: the service reads the tables with delta-rs
-        from resolution.realtime.service import serve
-
-        if config.serve.inbox_source is None:
-            print(f"config error: {config.path}: serve.inbox_source: name the source the service appends to",
-                  file=sys.stderr)
-            return EXIT_CONFIG
-        serve(config, host=args.host, port=args.port)
-        return 0
-
+        return _serve(config, args)
     if args.command == "train" and config.matching.model is None:
         print(f"config error: {config.path}: matching: idr train needs a matching section (the model path, "
               "comparisons and blocking rules); without one the identifier rules resolve alone", file=sys.stderr)
         return EXIT_CONFIG
+    spark = _start_spark(config)
+    if spark is None:
+        return EXIT_CONFIG
+    handlers = {
+        "train": _train, "show": _show, "stream": _stream, "evaluate": _evaluate, "accept": _decide,
+        "reject": _decide, "check": _check, "views": _views,
+    }
+    return handlers.get(args.command, _run)(spark, config, args)
 
+
+def _start_spark(config):
+    """The session of a command that needs Spark; None (the error printed) if the backend cannot load."""
     from resolution.packages import MissingPackageError
     from resolution.session import get_spark_session
 
     try:
-        spark = get_spark_session(
+        return get_spark_session(
             checkpoint_dir=config.storage.checkpoint_dir, backend=config.storage.backend
         )
     except MissingPackageError as error:  # storage.backend: jvm before `make jars`
         print(f"config error: {config.path}: storage.backend: {error}", file=sys.stderr)
+        return None
+
+
+def _generate(args) -> int:
+    from resolution.generate import write_sources
+
+    counts = write_sources(
+        args.people, args.output, seed=args.seed, batches=args.batches, change_fraction=args.change_fraction
+    )
+    print(f"wrote {args.output}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    return 0
+
+
+def _serve(config, args) -> int:
+    from resolution.realtime.service import serve
+
+    if config.serve.inbox_source is None:
+        print(f"config error: {config.path}: serve.inbox_source: name the source the service appends to",
+              file=sys.stderr)
         return EXIT_CONFIG
-    if args.command == "train":
-        from resolution.training import train
+    serve(config, host=args.host, port=args.port)
+    return 0
 
-        path, report = train(spark, config, output_path=args.output)
-        print(f"model saved to {path} (charts and {path.with_suffix('.report.txt').name} beside it)")
-        print("\n".join(report.lines()))
-        return 0
 
-    if args.command == "show":
-        from resolution.pipeline import show_table
+def _train(spark, config, args) -> int:
+    from resolution.training import train
 
-        show_table(spark, config, table=args.table, limit=args.limit)
-        return 0
+    path, report = train(spark, config, output_path=args.output)
+    print(f"model saved to {path} (charts and {path.with_suffix('.report.txt').name} beside it)")
+    print("\n".join(report.lines()))
+    return 0
 
-    handlers = {
-        "stream": _stream, "evaluate": _evaluate, "accept": _decide, "reject": _decide,
-        "check": _check, "views": _views,
-    }
-    if args.command in handlers:
-        return handlers[args.command](spark, config, args)
-    return _run(spark, config, args)
+
+def _show(spark, config, args) -> int:
+    from resolution.pipeline import show_table
+
+    show_table(spark, config, table=args.table, limit=args.limit)
+    return 0
 
 
 def _run(spark, config, args) -> int:

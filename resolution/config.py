@@ -7,24 +7,35 @@ Every problem is raised as one :class:`ConfigError` naming the file and the key,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal, NoReturn, get_args
 
 import yaml
 
-CHANGE_TRACKING_MODES = ("snapshot", "delta_cdf", "audit")
-SOURCE_FORMATS = ("delta", "parquet", "csv", "table")
-ATTRIBUTE_KINDS = ("email", "phone", "name", "date", "address", "postcode", "id", "text")
-COMPARISON_KINDS = ("name", "given_name", "email", "phone", "date", "postcode", "address", "code", "exact")
-PHONE_VALIDATIONS = ("possible", "valid")
-SURVIVORSHIP_RULES = ("source_priority", "most_recent", "most_frequent")
-STORAGE_BACKENDS = ("auto", "embedded", "jvm")
+# Each enumeration is written once, as a Literal type; its tuple (the values a config may
+# give, in the order error messages list them) is derived from it.
+ChangeTracking = Literal["snapshot", "delta_cdf", "audit"]
+SourceFormat = Literal["delta", "parquet", "csv", "table"]
+AttributeKind = Literal["email", "phone", "name", "date", "address", "postcode", "id", "text"]
+ComparisonKind = Literal["name", "given_name", "email", "phone", "date", "postcode", "address", "code", "exact"]
+PhoneValidation = Literal["possible", "valid"]
+SurvivorshipRule = Literal["source_priority", "most_recent", "most_frequent"]
+StorageBackend = Literal["auto", "embedded", "jvm"]
+
+CHANGE_TRACKING_MODES: tuple[ChangeTracking, ...] = get_args(ChangeTracking)
+SOURCE_FORMATS: tuple[SourceFormat, ...] = get_args(SourceFormat)
+ATTRIBUTE_KINDS: tuple[AttributeKind, ...] = get_args(AttributeKind)
+COMPARISON_KINDS: tuple[ComparisonKind, ...] = get_args(ComparisonKind)
+PHONE_VALIDATIONS: tuple[PhoneValidation, ...] = get_args(PhoneValidation)
+SURVIVORSHIP_RULES: tuple[SurvivorshipRule, ...] = get_args(SurvivorshipRule)
+STORAGE_BACKENDS: tuple[StorageBackend, ...] = get_args(StorageBackend)
 
 # Standard attributes whose kind is known from their name; any other name defaults to "id".
-DEFAULT_ATTRIBUTE_KINDS = {
+DEFAULT_ATTRIBUTE_KINDS: dict[str, AttributeKind] = {
     "email": "email",
     "phone": "phone",
     "first_name": "name",
@@ -64,13 +75,15 @@ class SourceConfig:
     """One source system: where it is, how its changes are tracked, how columns map."""
 
     name: str
-    format: str
+    # keyword-only, so that a default may precede the required fields below it (the order of
+    # the fields, and so of the repr, stays as it was)
+    format: SourceFormat = field(default="delta", kw_only=True)
     location: str  # a path (delta/parquet/csv) or a catalog table name (table, delta)
     key: str
     columns: dict[str, str]  # standard attribute -> source column
     priority: int = 100
     timestamp: str | None = None
-    change_tracking: str = "snapshot"
+    change_tracking: ChangeTracking = "snapshot"
     operation_column: str | None = None
     operation_time_column: str | None = None
     options: dict[str, str] = field(default_factory=dict)
@@ -115,7 +128,7 @@ class MatchingConfig:
     """
 
     model: str | None = None
-    comparisons: dict[str, str] = field(default_factory=dict)
+    comparisons: dict[str, ComparisonKind] = field(default_factory=dict)
     blocking_rules: tuple[tuple[str, ...], ...] = ()
     link_threshold: float = 0.95
     review_threshold: float = 0.6
@@ -128,11 +141,11 @@ class MatchingConfig:
 class SurvivorshipConfig:
     """Which value survives into the golden profile, per attribute."""
 
-    default: str = "source_priority"
-    attributes: dict[str, str] = field(default_factory=dict)
+    default: SurvivorshipRule = "source_priority"
+    attributes: dict[str, SurvivorshipRule] = field(default_factory=dict)
     arrays: tuple[str, ...] = ("email", "phone")
 
-    def rule_for(self, attribute: str) -> str:
+    def rule_for(self, attribute: str) -> SurvivorshipRule:
         """The survivorship rule of ``attribute`` (its own or the default)."""
         return self.attributes.get(attribute, self.default)
 
@@ -214,7 +227,7 @@ class StorageConfig:
     warehouse: str | None = None
     catalog: str | None = None
     schema: str | None = None
-    backend: str = "auto"
+    backend: StorageBackend = "auto"
     checkpoint_dir: str | None = None
     # Tables delta-spark creates get deletion vectors: a MERGE that changes 1% of a table marks
     # those rows deleted instead of rewriting their files. delta-rs cannot read such tables, so
@@ -232,12 +245,12 @@ class Config:
     matching: MatchingConfig
     survivorship: SurvivorshipConfig
     storage: StorageConfig
-    attribute_kinds: dict[str, str]
+    attribute_kinds: dict[str, AttributeKind]
     phone_region: str = "US"
     # ``possible``: a number of a possible length for its region keeps its E.164 form (issue
     # ``phone:unverified`` when the numbering plan does not know it: new ranges, 555 numbers);
     # ``valid``: only numbers the plan knows are kept.
-    phone_validation: str = "possible"
+    phone_validation: PhoneValidation = "possible"
     cannot_link: CannotLinkConfig = CannotLinkConfig()
     quality: QualityConfig = QualityConfig()
     serve: ServeConfig = ServeConfig()
@@ -255,29 +268,52 @@ class Config:
         raise KeyError(name)
 
 
-class _Section:
-    """Reads one mapping of the YAML, remembering its key path for error messages."""
+def default_of(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the config dataclass ``cls``.
 
-    def __init__(self, file: str, key: str, data: Any):
-        self.file, self.key = file, key
+    The parser takes every default from here, so a default is written once, on its field.
+    A field built by a ``default_factory`` (a dict) gives a fresh value each call.
+    """
+    for item in dataclasses.fields(cls):
+        if item.name == name:
+            if item.default is not dataclasses.MISSING:
+                return item.default
+            if item.default_factory is not dataclasses.MISSING:
+                return item.default_factory()
+            raise TypeError(f"{cls.__name__}.{name} has no default")
+    raise TypeError(f"{cls.__name__} has no field {name!r}")
+
+
+class _Section:
+    """Reads one mapping of the YAML, remembering its key path for error messages.
+
+    ``fields_of`` is the dataclass the section builds: :meth:`optional` takes a missing
+    key's default from the field of the same name.
+    """
+
+    def __init__(self, file: str, key: str, data: Any, fields_of: type | None = None):
+        self.file, self.key, self.fields_of = file, key, fields_of
         if not isinstance(data, dict):
             self.fail(f"must be a mapping, got {type(data).__name__}")
         self.data = data
 
-    def fail(self, problem: str, key: str | None = None) -> None:
-        raise ConfigError(self.file, f"{self.key}.{key}" if key else self.key, problem)
+    def path(self, key: str) -> str:
+        return f"{self.key}.{key}" if self.key else key
+
+    def fail(self, problem: str, key: str | None = None) -> NoReturn:
+        raise ConfigError(self.file, self.path(key) if key else self.key, problem)
 
     def check_keys(self, allowed: set[str]) -> None:
         unknown = sorted(set(self.data) - allowed)
         if unknown:
             self.fail(f"unknown key (allowed: {', '.join(sorted(allowed))})", unknown[0])
 
-    def child(self, key: str, *, required: bool = True) -> _Section | None:
+    def child(self, key: str, fields_of: type | None = None, *, required: bool = True) -> _Section | None:
         if key not in self.data:
             if required:
                 self.fail("missing required key", key)
             return None
-        return _Section(self.file, f"{self.key}.{key}", self.data[key])
+        return _Section(self.file, self.path(key), self.data[key], fields_of)
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., choices=None):
         if key not in self.data or self.data[key] is None:
@@ -299,8 +335,12 @@ class _Section:
             self.fail(f"must be one of {', '.join(choices)}, got {value!r}", key)
         return value
 
-    def string_map(self, key: str, *, default: Any = ...) -> dict[str, str]:
-        value = self.get(key, dict, default)
+    def optional(self, key: str, kind: type | tuple[type, ...], *, choices=None):
+        """The value of ``key``, or (missing or null) the default of its field."""
+        return self.get(key, kind, default_of(self.fields_of, key), choices=choices)
+
+    def string_map(self, key: str, *, required: bool = True) -> dict[str, str]:
+        value = self.get(key, dict) if required else self.optional(key, dict)
         for name, item in value.items():
             if not isinstance(item, str):
                 self.fail(f"value of {name!r} must be a string, got {item!r}", key)
@@ -309,7 +349,7 @@ class _Section:
     def rules(self, key: str) -> tuple[tuple[str, ...], ...]:
         """A list of blocking rules, each a column name or a list of column names."""
         rules = []
-        for index, rule in enumerate(self.get(key, list, [])):
+        for index, rule in enumerate(self.optional(key, list)):
             columns = (rule,) if isinstance(rule, str) else rule
             if not isinstance(columns, list | tuple) or not all(isinstance(c, str) for c in columns):
                 self.fail("each rule must be a column name or a list of column names", f"{key}[{index}]")
@@ -319,14 +359,14 @@ class _Section:
 
 def _parse_source(file: str, index: int, data: Any) -> SourceConfig:
     raw_name = data.get("name") if isinstance(data, dict) else None
-    section = _Section(file, f"sources[{raw_name or index}]", data)
+    section = _Section(file, f"sources[{raw_name or index}]", data, SourceConfig)
     section.check_keys(
         {"name", "format", "path", "table", "key", "columns", "priority", "timestamp",
          "change_tracking", "operation_column", "operation_time_column", "options",
          "date_formats"}
     )
     name = section.get("name", str)
-    fmt = section.get("format", str, "delta", choices=SOURCE_FORMATS)
+    fmt = section.optional("format", str, choices=SOURCE_FORMATS)
     path, table = section.get("path", str, None), section.get("table", str, None)
     if (path is None) == (table is None):
         section.fail("give exactly one of 'path' or 'table'")
@@ -337,48 +377,68 @@ def _parse_source(file: str, index: int, data: Any) -> SourceConfig:
     columns = section.string_map("columns")
     if not columns:
         section.fail("map at least one source column to a standard attribute", "columns")
-    tracking = section.get("change_tracking", str, "snapshot", choices=CHANGE_TRACKING_MODES)
-    op_column = section.get("operation_column", str, None)
-    op_time = section.get("operation_time_column", str, None)
+    tracking = section.optional("change_tracking", str, choices=CHANGE_TRACKING_MODES)
+    op_column = section.optional("operation_column", str)
+    op_time = section.optional("operation_time_column", str)
     if tracking == "audit" and (op_column is None or op_time is None):
         section.fail("audit sources need operation_column and operation_time_column", "change_tracking")
     if tracking == "delta_cdf" and fmt not in ("delta", "table"):
         section.fail("delta_cdf needs a Delta source (format delta or table)", "change_tracking")
-    formats = section.get("date_formats", list, list(DEFAULT_DATE_FORMATS))
+    formats = section.optional("date_formats", list)
     return SourceConfig(
         name=name,
         format=fmt,
         location=table if table is not None else path,
         key=section.get("key", str),
         columns=columns,
-        priority=section.get("priority", int, 100),
-        timestamp=section.get("timestamp", str, None),
+        priority=section.optional("priority", int),
+        timestamp=section.optional("timestamp", str),
         change_tracking=tracking,
         operation_column=op_column,
         operation_time_column=op_time,
-        options={k: str(v) for k, v in section.get("options", dict, {}).items()},
+        options={k: str(v) for k, v in section.optional("options", dict).items()},
         date_formats=tuple(str(f) for f in formats),
     )
 
 
 def _parse_identifier(file: str, index: int, data: Any, attributes: set[str]) -> IdentifierRule:
-    section = _Section(file, f"identifiers[{index}]", data)
+    section = _Section(file, f"identifiers[{index}]", data, IdentifierRule)
     section.check_keys({"name", "attribute", "exclude", "max_group_size"})
     attribute = section.get("attribute", str)
     if attribute not in attributes:
         section.fail(f"no source maps attribute {attribute!r}", "attribute")
-    exclude = section.get("exclude", list, [])
+    exclude = section.optional("exclude", list)
     if not all(isinstance(pattern, str) for pattern in exclude):
         section.fail("patterns must be strings (quote numbers like '0000000000')", "exclude")
-    max_group = section.get("max_group_size", int, 50)
+    max_group = section.optional("max_group_size", int)
     if max_group < 2:
         section.fail("must be at least 2", "max_group_size")
     return IdentifierRule(
-        name=section.get("name", str, attribute),
+        name=section.get("name", str, attribute),  # a rule is named after its attribute by default
         attribute=attribute,
         exclude=tuple(exclude),
         max_group_size=max_group,
     )
+
+
+def _parse_training(section: _Section | None) -> TrainingConfig:
+    if section is None:
+        return TrainingConfig()
+    section.check_keys(
+        {"max_pairs", "seed", "em_blocking_rules", "probability_two_random_records_match",
+         "prior_rules", "prior_recall"}
+    )
+    training = TrainingConfig(
+        max_pairs=section.optional("max_pairs", float),
+        seed=section.optional("seed", int),
+        em_blocking_rules=section.rules("em_blocking_rules"),
+        probability_two_random_records_match=section.optional("probability_two_random_records_match", float),
+        prior_rules=section.rules("prior_rules"),
+        prior_recall=section.optional("prior_recall", float),
+    )
+    if not 0 < training.prior_recall <= 1:
+        section.fail("must be in (0, 1]", "prior_recall")
+    return training
 
 
 def _parse_matching(section: _Section | None, attributes: set[str]) -> MatchingConfig:
@@ -400,37 +460,19 @@ def _parse_matching(section: _Section | None, attributes: set[str]) -> MatchingC
         for column in rule:
             if column not in attributes:
                 section.fail(f"no source maps attribute {column!r}", f"blocking_rules[{index}]")
-    link = section.get("link_threshold", float, 0.95)
-    review = section.get("review_threshold", float, 0.6)
+    link = section.optional("link_threshold", float)
+    review = section.optional("review_threshold", float)
     if not 0.0 < review <= link <= 1.0:
         section.fail("need 0 < review_threshold <= link_threshold <= 1", "review_threshold")
-    training_section = section.child("training", required=False)
-    training = TrainingConfig()
-    if training_section is not None:
-        training_section.check_keys(
-            {"max_pairs", "seed", "em_blocking_rules", "probability_two_random_records_match",
-             "prior_rules", "prior_recall"}
-        )
-        training = TrainingConfig(
-            max_pairs=training_section.get("max_pairs", float, 1e6),
-            seed=training_section.get("seed", int, 42),
-            em_blocking_rules=training_section.rules("em_blocking_rules"),
-            probability_two_random_records_match=training_section.get(
-                "probability_two_random_records_match", float, None
-            ),
-            prior_rules=training_section.rules("prior_rules"),
-            prior_recall=training_section.get("prior_recall", float, 0.8),
-        )
-        if not 0 < training.prior_recall <= 1:
-            training_section.fail("must be in (0, 1]", "prior_recall")
+    training = _parse_training(section.child("training", TrainingConfig, required=False))
     return MatchingConfig(
-        model=section.get("model", str),
+        model=section.get("model", str),  # required once there is a matching section
         comparisons=comparisons,
         blocking_rules=blocking,
         link_threshold=link,
         review_threshold=review,
-        max_entity_size=section.get("max_entity_size", int, 1000),
-        max_embedded_graph_edges=section.get("max_embedded_graph_edges", int, 50_000_000),
+        max_entity_size=section.optional("max_entity_size", int),
+        max_embedded_graph_edges=section.optional("max_embedded_graph_edges", int),
         training=training,
     )
 
@@ -439,15 +481,15 @@ def _parse_survivorship(section: _Section | None, attributes: set[str]) -> Survi
     if section is None:
         return SurvivorshipConfig()
     section.check_keys({"default", "attributes", "arrays"})
-    rules = section.string_map("attributes", default={})
+    rules = section.string_map("attributes", required=False)
     for attribute, rule in rules.items():
         if attribute not in attributes:
             section.fail(f"no source maps attribute {attribute!r}", f"attributes.{attribute}")
         if rule not in SURVIVORSHIP_RULES:
             section.fail(f"must be one of {', '.join(SURVIVORSHIP_RULES)}", f"attributes.{attribute}")
-    arrays = section.get("arrays", list, ["email", "phone"])
+    arrays = section.optional("arrays", list)
     return SurvivorshipConfig(
-        default=section.get("default", str, "source_priority", choices=SURVIVORSHIP_RULES),
+        default=section.optional("default", str, choices=SURVIVORSHIP_RULES),
         attributes=rules,
         arrays=tuple(a for a in arrays if a in attributes),
     )
@@ -457,11 +499,11 @@ def _parse_cannot_link(section: _Section | None, attributes: set[str], sources: 
     if section is None:
         return CannotLinkConfig()
     section.check_keys({"attributes", "unique_sources"})
-    names = section.get("attributes", list, [])
+    names = section.optional("attributes", list)
     for index, name in enumerate(names):
         if name not in attributes:
             section.fail(f"no source maps attribute {name!r}", f"attributes[{index}]")
-    unique = section.get("unique_sources", list, [])
+    unique = section.optional("unique_sources", list)
     for index, name in enumerate(unique):
         if name not in sources:
             section.fail(f"no source is called {name!r} (sources: {', '.join(sources)})", f"unique_sources[{index}]")
@@ -472,12 +514,12 @@ def _parse_quality(section: _Section | None, sources: tuple[SourceConfig, ...]) 
     if section is None:
         return QualityConfig()
     section.check_keys({"enabled", "max_entity_size", "freshness"})
-    max_size = section.get("max_entity_size", int, None)
+    max_size = section.optional("max_entity_size", int)
     if max_size is not None and max_size < 1:
         section.fail("must be at least 1", "max_entity_size")
     freshness = {}
     timestamped = {source.name: source.timestamp for source in sources}
-    for name, text in section.get("freshness", dict, {}).items():
+    for name, text in section.optional("freshness", dict).items():
         if name != "default" and name not in timestamped:
             section.fail(f"no source is called {name!r} (or use 'default')", f"freshness.{name}")
         if name != "default" and timestamped[name] is None:
@@ -486,12 +528,28 @@ def _parse_quality(section: _Section | None, sources: tuple[SourceConfig, ...]) 
             freshness[str(name)] = parse_duration(text)
         except ValueError as error:
             section.fail(str(error), f"freshness.{name}")
-    return QualityConfig(
-        enabled=section.get("enabled", bool, True), max_entity_size=max_size, freshness=freshness
-    )
+    return QualityConfig(enabled=section.optional("enabled", bool), max_entity_size=max_size, freshness=freshness)
 
 
 INBOX_COLUMNS = ("channel", "channel_id")  # the request's source and source_id, beside its key
+
+
+def _check_inbox_source(section: _Section, name: str, sources: tuple[SourceConfig, ...]) -> None:
+    found = [source for source in sources if source.name == name]
+    if not found:
+        section.fail(f"no source is called {name!r}", "inbox_source")
+    inbox = found[0]
+    if inbox.format != "delta" or not inbox.is_path or inbox.change_tracking != "delta_cdf":
+        section.fail(
+            f"source {name!r} must be format: delta, a path and change_tracking: delta_cdf "
+            "(the service appends to it, the next run reads its change feed)",
+            "inbox_source",
+        )
+    if inbox.timestamp is None:
+        section.fail(f"source {name!r} needs a timestamp column (when the record was received)", "inbox_source")
+    taken = sorted({inbox.key, inbox.timestamp, *INBOX_COLUMNS} & set(inbox.columns.values()))
+    if taken:
+        section.fail(f"source {name!r} maps column {taken[0]!r}, which the inbox uses itself", "inbox_source")
 
 
 def _parse_serve(section: _Section | None, sources: tuple[SourceConfig, ...]) -> ServeConfig:
@@ -499,36 +557,22 @@ def _parse_serve(section: _Section | None, sources: tuple[SourceConfig, ...]) ->
         return ServeConfig()
     section.check_keys({"inbox_source", "timeout_seconds", "refresh_seconds", "max_payload_bytes",
                         "compact_every_commits", "inbox_log_retention"})
-    name = section.get("inbox_source", str, None)
+    name = section.optional("inbox_source", str)
     if name is not None:
-        found = [source for source in sources if source.name == name]
-        if not found:
-            section.fail(f"no source is called {name!r}", "inbox_source")
-        inbox = found[0]
-        if inbox.format != "delta" or not inbox.is_path or inbox.change_tracking != "delta_cdf":
-            section.fail(
-                f"source {name!r} must be format: delta, a path and change_tracking: delta_cdf "
-                "(the service appends to it, the next run reads its change feed)",
-                "inbox_source",
-            )
-        if inbox.timestamp is None:
-            section.fail(f"source {name!r} needs a timestamp column (when the record was received)", "inbox_source")
-        taken = sorted({inbox.key, inbox.timestamp, *INBOX_COLUMNS} & set(inbox.columns.values()))
-        if taken:
-            section.fail(f"source {name!r} maps column {taken[0]!r}, which the inbox uses itself", "inbox_source")
-    timeout = section.get("timeout_seconds", float, 2.0)
-    refresh = section.get("refresh_seconds", float, 30.0)
+        _check_inbox_source(section, name, sources)
+    timeout = section.optional("timeout_seconds", float)
+    refresh = section.optional("refresh_seconds", float)
     if timeout <= 0 or refresh <= 0:
         section.fail("timeout_seconds and refresh_seconds must be positive")
-    retention = section.get("inbox_log_retention", str, "interval 1 day").strip().lower()
+    retention = section.optional("inbox_log_retention", str).strip().lower()
     if not re.fullmatch(r"interval \d+ (second|minute|hour|day|week)s?", retention):
         section.fail(f"must read like 'interval 1 day' (a Delta interval), got {retention!r}", "inbox_log_retention")
     return ServeConfig(
         inbox_source=name,
         timeout_seconds=timeout,
         refresh_seconds=refresh,
-        max_payload_bytes=section.get("max_payload_bytes", int, 16_384),
-        compact_every_commits=max(1, section.get("compact_every_commits", int, 20)),
+        max_payload_bytes=section.optional("max_payload_bytes", int),
+        compact_every_commits=max(1, section.optional("compact_every_commits", int)),
         inbox_log_retention=retention,
     )
 
@@ -537,9 +581,9 @@ def _parse_storage(section: _Section) -> StorageConfig:
     section.check_keys(
         {"warehouse", "catalog", "schema", "backend", "checkpoint_dir", "deletion_vectors"}
     )
-    warehouse = section.get("warehouse", str, None)
-    catalog = section.get("catalog", str, None)
-    schema = section.get("schema", str, None)
+    warehouse = section.optional("warehouse", str)
+    catalog = section.optional("catalog", str)
+    schema = section.optional("schema", str)
     if warehouse is None and schema is None:
         section.fail("give a local 'warehouse' folder or a 'schema' (with optional 'catalog')")
     if warehouse is not None and schema is not None:
@@ -548,85 +592,91 @@ def _parse_storage(section: _Section) -> StorageConfig:
         warehouse=os.path.expandvars(warehouse) if warehouse else None,
         catalog=catalog,
         schema=schema,
-        backend=section.get("backend", str, "auto", choices=STORAGE_BACKENDS),
-        checkpoint_dir=section.get("checkpoint_dir", str, None),
-        deletion_vectors=section.get("deletion_vectors", bool, True),
+        backend=section.optional("backend", str, choices=STORAGE_BACKENDS),
+        checkpoint_dir=section.optional("checkpoint_dir", str),
+        deletion_vectors=section.optional("deletion_vectors", bool),
     )
+
+
+def _parse_sources(root: _Section) -> tuple[SourceConfig, ...]:
+    raw_sources = root.data.get("sources")
+    if not isinstance(raw_sources, list) or not raw_sources:
+        root.fail("must be a non-empty list of sources", "sources")
+    sources = tuple(_parse_source(root.file, i, item) for i, item in enumerate(raw_sources))
+    names = [source.name for source in sources]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        root.fail("source names must be unique", f"sources[{duplicates[0]}]")
+    return sources
+
+
+def _attribute_kinds(section: _Section | None, sources: tuple[SourceConfig, ...]) -> dict[str, AttributeKind]:
+    """The kind of every mapped attribute: declared in ``attributes``, known by name, or ``id``."""
+    declared = {}
+    if section is not None:
+        for name, kind in section.data.items():
+            if kind not in ATTRIBUTE_KINDS:
+                section.fail(f"must be one of {', '.join(ATTRIBUTE_KINDS)}", str(name))
+            declared[str(name)] = kind
+    kinds: dict[str, AttributeKind] = {}
+    for source in sources:
+        for attribute in source.columns:
+            kinds.setdefault(attribute, declared.get(attribute, DEFAULT_ATTRIBUTE_KINDS.get(attribute, "id")))
+    return kinds
+
+
+def _parse_identifiers(root: _Section, attributes: set[str]) -> tuple[IdentifierRule, ...]:
+    raw_identifiers = root.data.get("identifiers", [])
+    if not isinstance(raw_identifiers, list):
+        root.fail("must be a list of identifier rules", "identifiers")
+    identifiers = tuple(
+        _parse_identifier(root.file, i, item, attributes) for i, item in enumerate(raw_identifiers)
+    )
+    if not identifiers and "matching" not in root.data:
+        root.fail(
+            "nothing links records: add identifier rules (rules-only resolution) or a matching section (a model)",
+            "identifiers",
+        )
+    return identifiers
+
+
+def _parse_phone(root: _Section) -> tuple[str, PhoneValidation]:
+    """``phone_region`` (upper-cased) and ``phone_validation``; unlike other keys, null is refused."""
+    region = root.data.get("phone_region", default_of(Config, "phone_region"))
+    if not isinstance(region, str) or len(region) != 2:
+        root.fail("must be a two-letter region code such as GB or US", "phone_region")
+    validation = root.data.get("phone_validation", default_of(Config, "phone_validation"))
+    if validation not in PHONE_VALIDATIONS:
+        root.fail(f"must be one of {', '.join(PHONE_VALIDATIONS)}, got {validation!r}", "phone_validation")
+    return region.upper(), validation
 
 
 def parse_config(data: Any, *, file: str = "<config>") -> Config:
     """Validate a parsed YAML document and build the :class:`Config`."""
-    root = _Section(file, "config", data)
-    root.key = ""
-    allowed = {"sources", "identifiers", "matching", "survivorship", "storage", "attributes",
-               "phone_region", "phone_validation", "cannot_link", "quality", "serve"}
-    unknown = sorted(set(root.data) - allowed)
-    if unknown:
-        raise ConfigError(file, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-    def top(key: str, required: bool = True) -> _Section | None:
-        if key not in root.data:
-            if required:
-                raise ConfigError(file, key, "missing required key")
-            return None
-        return _Section(file, key, root.data[key])
-
-    raw_sources = root.data.get("sources")
-    if not isinstance(raw_sources, list) or not raw_sources:
-        raise ConfigError(file, "sources", "must be a non-empty list of sources")
-    sources = tuple(_parse_source(file, i, item) for i, item in enumerate(raw_sources))
-    names = [source.name for source in sources]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ConfigError(file, f"sources[{duplicates[0]}]", "source names must be unique")
-
-    declared_kinds = {}
-    kinds_section = top("attributes", required=False)
-    if kinds_section is not None:
-        for name, kind in kinds_section.data.items():
-            if kind not in ATTRIBUTE_KINDS:
-                raise ConfigError(
-                    file, f"attributes.{name}", f"must be one of {', '.join(ATTRIBUTE_KINDS)}"
-                )
-            declared_kinds[str(name)] = kind
-    attribute_kinds: dict[str, str] = {}
-    for source in sources:
-        for attribute in source.columns:
-            attribute_kinds.setdefault(
-                attribute, declared_kinds.get(attribute, DEFAULT_ATTRIBUTE_KINDS.get(attribute, "id"))
-            )
+    root = _Section(file, "config", data, Config)
+    root.key = ""  # top-level keys are named bare: ``storage``, not ``config.storage``
+    root.check_keys({"sources", "identifiers", "matching", "survivorship", "storage", "attributes",
+                     "phone_region", "phone_validation", "cannot_link", "quality", "serve"})
+    sources = _parse_sources(root)
+    attribute_kinds = _attribute_kinds(root.child("attributes", required=False), sources)
     attributes = set(attribute_kinds)
-
-    raw_identifiers = root.data.get("identifiers", [])
-    if not isinstance(raw_identifiers, list):
-        raise ConfigError(file, "identifiers", "must be a list of identifier rules")
-    identifiers = tuple(
-        _parse_identifier(file, i, item, attributes) for i, item in enumerate(raw_identifiers)
-    )
-    if not identifiers and "matching" not in root.data:
-        raise ConfigError(
-            file, "identifiers",
-            "nothing links records: add identifier rules (rules-only resolution) or a matching section (a model)",
-        )
-    phone_region = root.data.get("phone_region", "US")
-    if not isinstance(phone_region, str) or len(phone_region) != 2:
-        raise ConfigError(file, "phone_region", "must be a two-letter region code such as GB or US")
-    phone_validation = root.data.get("phone_validation", "possible")
-    if phone_validation not in PHONE_VALIDATIONS:
-        raise ConfigError(file, "phone_validation", f"must be one of {', '.join(PHONE_VALIDATIONS)}, got {phone_validation!r}")
+    identifiers = _parse_identifiers(root, attributes)
+    phone_region, phone_validation = _parse_phone(root)
     return Config(
         path=file,
         sources=sources,
         identifiers=identifiers,
-        matching=_parse_matching(top("matching", required=False), attributes),
-        survivorship=_parse_survivorship(top("survivorship", required=False), attributes),
-        storage=_parse_storage(top("storage")),
+        matching=_parse_matching(root.child("matching", MatchingConfig, required=False), attributes),
+        survivorship=_parse_survivorship(root.child("survivorship", SurvivorshipConfig, required=False), attributes),
+        storage=_parse_storage(root.child("storage", StorageConfig)),
         attribute_kinds=attribute_kinds,
-        phone_region=phone_region.upper(),
+        phone_region=phone_region,
         phone_validation=phone_validation,
-        cannot_link=_parse_cannot_link(top("cannot_link", required=False), attributes, names),
-        quality=_parse_quality(top("quality", required=False), sources),
-        serve=_parse_serve(top("serve", required=False), sources),
+        cannot_link=_parse_cannot_link(
+            root.child("cannot_link", CannotLinkConfig, required=False), attributes, [s.name for s in sources]
+        ),
+        quality=_parse_quality(root.child("quality", QualityConfig, required=False), sources),
+        serve=_parse_serve(root.child("serve", ServeConfig, required=False), sources),
     )
 
 

@@ -10,11 +10,16 @@ from resolution.schemas import (
     DISPLAY_KINDS,
     DISPLAY_VALUES,
     ENTITY_ID,
+    FIRST_SEEN,
     IS_PRIMARY,
+    LAST_SEEN,
+    PRIMARY_RECORD_KEY,
+    RECORD_COUNT,
     RECORD_KEY,
     SOURCE,
     SOURCE_PRIORITY,
     SOURCE_TIMESTAMP,
+    SOURCES,
 )
 
 
@@ -93,7 +98,7 @@ def build_golden_profiles(records: DataFrame, membership: DataFrame, *, config: 
     survivorship = config.survivorship
     kinds = config.attribute_kinds
     profiles = joined.groupBy(ENTITY_ID).agg(
-        F.max(F.when(F.col(IS_PRIMARY), F.col(RECORD_KEY))).alias("primary_record_key"),
+        F.max(F.when(F.col(IS_PRIMARY), F.col(RECORD_KEY))).alias(PRIMARY_RECORD_KEY),
         *[
             # aliased apart from the input columns: a later expression of this aggregate naming
             # the attribute must read the records' values, not this result
@@ -105,18 +110,18 @@ def build_golden_profiles(records: DataFrame, membership: DataFrame, *, config: 
             _all_values(attribute, displayed=kinds[attribute] in DISPLAY_KINDS).alias(f"{attribute}s")
             for attribute in survivorship.arrays
         ],
-        F.count(F.lit(1)).alias("record_count"),
-        F.array_sort(F.collect_set(SOURCE)).alias("sources"),
-        F.min(SOURCE_TIMESTAMP).alias("first_seen"),
-        F.max(SOURCE_TIMESTAMP).alias("last_seen"),
+        F.count(F.lit(1)).alias(RECORD_COUNT),
+        F.array_sort(F.collect_set(SOURCE)).alias(SOURCES),
+        F.min(SOURCE_TIMESTAMP).alias(FIRST_SEEN),
+        F.max(SOURCE_TIMESTAMP).alias(LAST_SEEN),
     )
     return profiles.select(
         ENTITY_ID,
-        "primary_record_key",
+        PRIMARY_RECORD_KEY,
         *[F.col(f"__survivor_{attribute}").alias(attribute) for attribute in config.attributes],
         *[f"{attribute}s" for attribute in survivorship.arrays],
-        "record_count",
-        "sources",
-        "first_seen",
-        "last_seen",
+        RECORD_COUNT,
+        SOURCES,
+        FIRST_SEEN,
+        LAST_SEEN,
     )

@@ -11,31 +11,29 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from resolution.clustering import COMPONENT, NODE
-from resolution.schemas import (
+from resolution.rules import anchor_order
+from resolution.schemas import (  # MERGED, RETIRED, SPLIT: importable from here as before
     ENTITY_ID,
+    EVENT,
     IS_PRIMARY,
+    MERGED,
+    OTHER_ENTITY_ID,
+    RECORD_COUNT,
     RECORD_KEY,
+    RETIRED,
     SOURCE,
     SOURCE_ID,
     SOURCE_PRIORITY,
     SOURCE_TIMESTAMP,
+    SPLIT,
 )
 
 CLUSTER = "cluster"
-MERGED, RETIRED, SPLIT = "MERGED", "RETIRED", "SPLIT"
-
-
-def anchor_order() -> list[Column]:
-    """The anchor ordering: oldest source timestamp, then source priority, then record_key."""
-    return [
-        F.col(SOURCE_TIMESTAMP).asc_nulls_last(),
-        F.col(SOURCE_PRIORITY).asc(),
-        F.col(RECORD_KEY).asc(),
-    ]
+_AGE = "__age_"  # prefix of an old entity's anchor columns (its age, by the anchor order)
 
 
 def clusters_for_records(records: DataFrame, components: DataFrame) -> DataFrame:
@@ -84,14 +82,10 @@ def assign_entity_ids(
         .filter(F.col("__rank") == 1)
         .select(
             "__prev_id",
-            F.col(SOURCE_TIMESTAMP).alias("__age_ts"),
-            F.col(SOURCE_PRIORITY).alias("__age_priority"),
-            F.col(RECORD_KEY).alias("__age_key"),
+            *[F.col(name).alias(_AGE + name) for name in (SOURCE_TIMESTAMP, SOURCE_PRIORITY, RECORD_KEY)],
         )
     )
-    survivor_order = Window.partitionBy(CLUSTER).orderBy(
-        F.col("__age_ts").asc_nulls_last(), F.col("__age_priority").asc(), F.col("__age_key").asc()
-    )
+    survivor_order = Window.partitionBy(CLUSTER).orderBy(*anchor_order(_AGE))
     kept = (
         won.join(old_anchor, "__prev_id")
         .withColumn("__survivor_rank", F.row_number().over(survivor_order))
@@ -128,33 +122,33 @@ def id_events(clustered: DataFrame, previous: DataFrame, membership: DataFrame) 
     ).distinct()
     won = claims.filter(F.col("__claim_rank") == 1).join(entity_of, CLUSTER)
     merged = won.filter(F.col("__prev_id") != F.col(ENTITY_ID)).select(
-        ENTITY_ID, F.col("__prev_id").alias("other_entity_id")
+        ENTITY_ID, F.col("__prev_id").alias(OTHER_ENTITY_ID)
     )
     split_off = (
         claims.filter(F.col("__claim_rank") > 1)
         .join(won.select(CLUSTER), CLUSTER, "left_anti")
         .join(entity_of, CLUSTER)
-        .select(F.col("__prev_id").alias(ENTITY_ID), F.col(ENTITY_ID).alias("other_entity_id"))
+        .select(F.col("__prev_id").alias(ENTITY_ID), F.col(ENTITY_ID).alias(OTHER_ENTITY_ID))
         .distinct()
     )
     vanished = (
         previous.select(F.col(ENTITY_ID).alias("__prev_id")).distinct()
         .join(claims.select("__prev_id"), "__prev_id", "left_anti")
-        .select(F.col("__prev_id").alias(ENTITY_ID), F.lit(None).cast("string").alias("other_entity_id"))
+        .select(F.col("__prev_id").alias(ENTITY_ID), F.lit(None).cast("string").alias(OTHER_ENTITY_ID))
     )
-    sizes = membership.groupBy(ENTITY_ID).agg(F.count(F.lit(1)).alias("record_count"))
+    sizes = membership.groupBy(ENTITY_ID).agg(F.count(F.lit(1)).alias(RECORD_COUNT))
     return (
-        merged.withColumn("event", F.lit(MERGED))
+        merged.withColumn(EVENT, F.lit(MERGED))
         .unionByName(
             merged.select(
-                F.col("other_entity_id").alias(ENTITY_ID),
-                F.col(ENTITY_ID).alias("other_entity_id"),
-            ).withColumn("event", F.lit(RETIRED))
+                F.col(OTHER_ENTITY_ID).alias(ENTITY_ID),
+                F.col(ENTITY_ID).alias(OTHER_ENTITY_ID),
+            ).withColumn(EVENT, F.lit(RETIRED))
         )
-        .unionByName(split_off.withColumn("event", F.lit(SPLIT)))
-        .unionByName(vanished.withColumn("event", F.lit(RETIRED)))
+        .unionByName(split_off.withColumn(EVENT, F.lit(SPLIT)))
+        .unionByName(vanished.withColumn(EVENT, F.lit(RETIRED)))
         .join(sizes, ENTITY_ID, "left")
-        .select(ENTITY_ID, "other_entity_id", "event", "record_count")
+        .select(ENTITY_ID, OTHER_ENTITY_ID, EVENT, RECORD_COUNT)
     )
 
 

@@ -8,18 +8,16 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from resolution.config import IdentifierRule
+from resolution.rules import edge_rule_column, edge_status_column, oversized_column
 from resolution.schemas import (
     ACCEPTED_RULE,
     COMPARISON_LEVELS,
     EDGE_STATUS,
-    LINK,
     MATCH_PROBABILITY,
     MATCH_WEIGHT,
-    MODEL_RULE,
     RECORD_KEY,
     RECORD_KEY_L,
     RECORD_KEY_R,
-    REVIEW,
     RULE,
 )
 
@@ -87,7 +85,7 @@ def mask_oversized_identifiers(
     """
     if sizes is None:
         sizes = identifier_group_sizes(records, rules=rules)
-    oversized = sizes.filter(F.col("count") > group_size_limit(rules))
+    oversized = sizes.filter(oversized_column(F.col("count"), group_size_limit(rules)))
     masked = records
     for rule in rules:
         flag = f"{rule.attribute}{OVERSIZED_SUFFIX}"
@@ -154,14 +152,9 @@ def classify_edges(
             .unionByName(unscored.withColumn("__accepted", F.lit(True)))
         )
         is_accepted = F.coalesce(F.col("__accepted"), F.lit(False))
-    model_link = (F.col(RULE) == MODEL_RULE) & (probability >= link_threshold)
-    rule = F.when(is_accepted & (F.col(RULE) == MODEL_RULE) & ~model_link, F.lit(ACCEPTED_RULE)).otherwise(
-        F.col(RULE)
-    )
-    status = (
-        F.when((F.col(RULE) != MODEL_RULE) | is_accepted, F.lit(LINK))
-        .when(probability >= link_threshold, F.lit(LINK))
-        .when(probability >= review_threshold, F.lit(REVIEW))
+    rule = edge_rule_column(F.col(RULE), probability, is_accepted, link_threshold=link_threshold)
+    status = edge_status_column(
+        F.col(RULE), probability, is_accepted, link_threshold=link_threshold, review_threshold=review_threshold
     )
     return scored.withColumn(EDGE_STATUS, status).filter(F.col(EDGE_STATUS).isNotNull()).select(
         RECORD_KEY_L,

@@ -14,10 +14,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from resolution.schemas import RUN_ID, UPDATED_AT
+from resolution.schemas import REJECTED_AT, RUN_ID, UPDATED_AT
 
 DELETE_FLAG = "_delete"
-BOOKKEEPING = (RUN_ID, UPDATED_AT, "rejected_at")
+BOOKKEEPING = (RUN_ID, UPDATED_AT, REJECTED_AT)
 
 
 def fingerprint(columns: Sequence[str]) -> Column:
@@ -27,7 +27,7 @@ def fingerprint(columns: Sequence[str]) -> Column:
 
 def stamp_run(frame: DataFrame, *, schema: StructType, run_id: str, now: Column) -> DataFrame:
     """Add run_id / updated_at and select the columns of the table schema, in order and typed."""
-    stamps = {RUN_ID: F.lit(run_id), UPDATED_AT: now, "rejected_at": now}
+    stamps = {RUN_ID: F.lit(run_id), UPDATED_AT: now, REJECTED_AT: now}
     columns = [
         (stamps[field.name] if field.name in stamps and field.name not in frame.columns else F.col(field.name))
         .cast(field.dataType)

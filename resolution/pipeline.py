@@ -83,7 +83,7 @@ def run_pipeline(
             summary=summary,
             progress=Progress(summary, report, spark),
             full=mode == "full",
-            versions=dict(last["source_versions"] or {}) if last is not None else {},
+            versions=dict(last[S.SOURCE_VERSIONS] or {}) if last is not None else {},
             written=on_table_written or (lambda table: None),
             now=F.lit(started_at).cast("timestamp"),
             feeds=feeds,
@@ -136,5 +136,5 @@ def show_table(spark: SparkSession, config: Config, *, table: str, limit: int = 
         print(f"table {table} does not exist yet in {store.location.table_id(table)}")
         return
     frame = store.read(table)
-    order = [c for c in (S.ENTITY_ID, S.RECORD_KEY, S.RECORD_KEY_L, "started_at") if c in frame.columns]
+    order = [c for c in (S.ENTITY_ID, S.RECORD_KEY, S.RECORD_KEY_L, S.STARTED_AT) if c in frame.columns]
     frame.orderBy(*order).show(limit, truncate=60)

@@ -10,7 +10,7 @@ the latest decision per pair counts, and at the same instant a rejection wins.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, SparkSession
@@ -85,33 +85,56 @@ def latest_decisions(decisions: DataFrame) -> DataFrame:
     written in either order and decisions in any case; values other than accept and reject
     (a typo in a SQL INSERT) are ignored.
     """
-    decision = F.lower(F.trim("decision"))
+    decision = F.lower(F.trim(S.DECISION))
     ordered = decisions.select(
         F.least(S.RECORD_KEY_L, S.RECORD_KEY_R).alias(S.RECORD_KEY_L),
         F.greatest(S.RECORD_KEY_L, S.RECORD_KEY_R).alias(S.RECORD_KEY_R),
-        decision.alias("decision"),
-        "decided_at",
-    ).filter(F.col("decision").isin(*DECISIONS) & (F.col(S.RECORD_KEY_L) != F.col(S.RECORD_KEY_R)))
+        decision.alias(S.DECISION),
+        S.DECIDED_AT,
+    ).filter(F.col(S.DECISION).isin(*DECISIONS) & (F.col(S.RECORD_KEY_L) != F.col(S.RECORD_KEY_R)))
     latest = Window.partitionBy(S.RECORD_KEY_L, S.RECORD_KEY_R).orderBy(
-        F.col("decided_at").desc(), (F.col("decision") == S.REJECT).desc()
+        F.col(S.DECIDED_AT).desc(), (F.col(S.DECISION) == S.REJECT).desc()
     )
     return (
         ordered.withColumn("__rank", F.row_number().over(latest))
         .filter(F.col("__rank") == 1)
-        .select(S.RECORD_KEY_L, S.RECORD_KEY_R, "decision")
+        .select(S.RECORD_KEY_L, S.RECORD_KEY_R, S.DECISION)
     )
+
+
+def latest_decisions_of(rows: Iterable[Mapping]) -> dict[tuple[str, str], str]:
+    """``(record_key_l, record_key_r) -> decision``: the decision that counts for each pair.
+
+    The Python rendering of :func:`latest_decisions`, which the service reads: pairs keyed low
+    key first, the latest decision wins, at the same instant a rejection wins; decisions
+    are trimmed of spaces (as Spark's ``trim``) and lower-cased, and values other than accept
+    and reject, or a record paired with itself, are ignored.
+    """
+    ranked: dict[tuple[str, str], tuple] = {}
+    for row in rows:
+        left, right, decision = row[S.RECORD_KEY_L], row[S.RECORD_KEY_R], row[S.DECISION]
+        decision = None if decision is None else decision.strip(" ").lower()
+        if left is None or right is None or left == right or decision not in (S.ACCEPT, S.REJECT):
+            continue
+        pair = (min(left, right), max(left, right))
+        decided_at = row[S.DECIDED_AT]
+        # Spark orders decided_at descending with nulls last: a decision without a time is the oldest
+        rank = (decided_at is not None, decided_at or 0, decision == S.REJECT, decision)
+        if pair not in ranked or rank > ranked[pair]:
+            ranked[pair] = rank
+    return {pair: rank[-1] for pair, rank in ranked.items()}
 
 
 def rejected_pairs(decisions: DataFrame) -> DataFrame:
     """``record_key_l, record_key_r`` of the pairs whose latest decision is a rejection."""
     latest = latest_decisions(decisions)
-    return latest.filter(F.col("decision") == S.REJECT).select(S.RECORD_KEY_L, S.RECORD_KEY_R)
+    return latest.filter(F.col(S.DECISION) == S.REJECT).select(S.RECORD_KEY_L, S.RECORD_KEY_R)
 
 
 def accepted_pairs(decisions: DataFrame) -> DataFrame:
     """``record_key_l, record_key_r`` of the pairs whose latest decision is an acceptance."""
     latest = latest_decisions(decisions)
-    return latest.filter(F.col("decision") == S.ACCEPT).select(S.RECORD_KEY_L, S.RECORD_KEY_R)
+    return latest.filter(F.col(S.DECISION) == S.ACCEPT).select(S.RECORD_KEY_L, S.RECORD_KEY_R)
 
 
 def decided_keys(store: DeltaStore, *, since_version: int | None) -> DataFrame:

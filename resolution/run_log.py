@@ -199,9 +199,9 @@ def last_successful_run(store: DeltaStore):
     if not store.exists(S.RUNS):
         return None
     succeeded = store.read(S.RUNS).filter(
-        (F.col("status") == "SUCCEEDED") & ~F.col("mode").contains("dry run")
+        (F.col(S.STATUS) == "SUCCEEDED") & ~F.col(S.MODE).contains("dry run")
     )
-    return succeeded.orderBy(F.col("finished_at").desc(), F.col(S.RUN_ID).desc()).first()
+    return succeeded.orderBy(F.col(S.FINISHED_AT).desc(), F.col(S.RUN_ID).desc()).first()
 
 
 def acquire_pipeline(spark: SparkSession, store: DeltaStore, summary: RunSummary, *, started_at) -> None:
@@ -213,27 +213,27 @@ def acquire_pipeline(spark: SparkSession, store: DeltaStore, summary: RunSummary
     """
     record_run(spark, store, summary, started_at=started_at, finished=False)
     running = store.read(S.RUNS).filter(
-        (F.col("status") == "RUNNING") & (F.col(S.RUN_ID) != summary.run_id)
+        (F.col(S.STATUS) == "RUNNING") & (F.col(S.RUN_ID) != summary.run_id)
     ).collect()
-    for other in sorted(running, key=lambda row: (row["started_at"], row[S.RUN_ID])):
+    for other in sorted(running, key=lambda row: (row[S.STARTED_AT], row[S.RUN_ID])):
         if _is_dead(other, started_at):
-            abandoned = RunSummary(run_id=other[S.RUN_ID], mode=other["mode"], backends=other["backends"])
+            abandoned = RunSummary(run_id=other[S.RUN_ID], mode=other[S.MODE], backends=other[S.BACKENDS])
             abandoned.status, abandoned.error = "ABANDONED", f"found dead by run {summary.run_id}"
-            record_run(spark, store, abandoned, started_at=other["started_at"], finished=True)
+            record_run(spark, store, abandoned, started_at=other[S.STARTED_AT], finished=True)
             continue
-        if (_utc(other["started_at"]), other[S.RUN_ID]) < (started_at, summary.run_id):
+        if (_utc(other[S.STARTED_AT]), other[S.RUN_ID]) < (started_at, summary.run_id):
             summary.status = "REFUSED"
-            summary.error = f"run {other[S.RUN_ID]} ({other['owner']}) has held the pipeline since {other['started_at']}"
+            summary.error = f"run {other[S.RUN_ID]} ({other[S.OWNER]}) has held the pipeline since {other[S.STARTED_AT]}"
             record_run(spark, store, summary, started_at=started_at, finished=True)
             raise PipelineBusyError(
-                f"another run is in progress: {other[S.RUN_ID]} started at {other['started_at']} "
-                f"by {other['owner']}; wait for it to finish (or, if it died, it is taken over "
+                f"another run is in progress: {other[S.RUN_ID]} started at {other[S.STARTED_AT]} "
+                f"by {other[S.OWNER]}; wait for it to finish (or, if it died, it is taken over "
                 f"after {LOCK_TIMEOUT})"
             )
 
 
 def _is_dead(run, now: datetime) -> bool:
-    host, _, pid = (run["owner"] or "").partition(":")
+    host, _, pid = (run[S.OWNER] or "").partition(":")
     if host == socket.gethostname() and pid.isdigit():
         try:
             os.kill(int(pid), 0)
@@ -241,7 +241,7 @@ def _is_dead(run, now: datetime) -> bool:
             return True
         except PermissionError:
             return False
-    return now - _utc(run["started_at"]) > LOCK_TIMEOUT
+    return now - _utc(run[S.STARTED_AT]) > LOCK_TIMEOUT
 
 
 def _utc(moment: datetime) -> datetime:
@@ -254,9 +254,9 @@ def record_run(
 ) -> None:
     row = {
         **dataclasses.asdict(summary),
-        "owner": f"{socket.gethostname()}:{os.getpid()}",
-        "started_at": started_at,
-        "finished_at": datetime.now(timezone.utc) if finished else None,
+        S.OWNER: f"{socket.gethostname()}:{os.getpid()}",
+        S.STARTED_AT: started_at,
+        S.FINISHED_AT: datetime.now(timezone.utc) if finished else None,
     }
     frame = spark.createDataFrame([row], S.RUNS_SCHEMA)
     if finished:

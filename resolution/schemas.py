@@ -56,9 +56,43 @@ MODEL_RULE = "model"
 MATCH_PROBABILITY = "match_probability"
 MATCH_WEIGHT = "match_weight"
 COMPARISON_LEVELS = "comparison_levels"
-EDGE_STATUS = "status"
+STATUS = "status"  # runs, review_queue, quality_checks
+EDGE_STATUS = STATUS  # match_edges: LINK | REVIEW
 LINK = "link"
 REVIEW = "review"
+RECORD_COUNT = "record_count"  # entity_lineage, golden_profiles
+DETAIL = "detail"  # cut_edges, quality_checks
+
+# Columns of one output table each.
+DECISION = "decision"  # review_decisions
+DECIDED_AT = "decided_at"
+CUT_BY = "cut_by"  # cut_edges: the constraint that cut the link
+EVENT_KEY = "event_key"  # entity_lineage
+OTHER_ENTITY_ID = "other_entity_id"
+EVENT = "event"
+OCCURRED_AT = "occurred_at"
+SOURCE_KEY = "source_key"  # rejected_records
+REASON = "reason"
+RAW_ROW = "raw_row"
+REJECTED_AT = "rejected_at"
+MODE = "mode"  # runs
+STARTED_AT = "started_at"
+FINISHED_AT = "finished_at"
+OWNER = "owner"
+BACKENDS = "backends"
+SOURCE_VERSIONS = "source_versions"
+CURRENT_ENTITY_ID = "current_entity_id"  # dry_run_changes
+PROPOSED_ENTITY_ID = "proposed_entity_id"
+CHANGE_TYPE = "change_type"
+COMPUTED_AT = "computed_at"
+PRIMARY_RECORD_KEY = "primary_record_key"  # golden_profiles
+SOURCES = "sources"
+FIRST_SEEN = "first_seen"
+LAST_SEEN = "last_seen"
+
+# entity_lineage.event: an entity absorbed others (MERGED), was absorbed or vanished (RETIRED),
+# or a part of it split off under its own id (SPLIT).
+MERGED, RETIRED, SPLIT = "MERGED", "RETIRED", "SPLIT"
 
 ATTRIBUTE_TYPES: dict[str, DataType] = {"date": DateType()}
 
@@ -137,9 +171,9 @@ REVIEW_DECISIONS_SCHEMA = StructType(
     _fields(
         (RECORD_KEY_L, StringType(), False),
         (RECORD_KEY_R, StringType(), False),
-        ("decision", StringType(), False),
+        (DECISION, StringType(), False),
         ("decided_by", StringType(), True),
-        ("decided_at", TimestampType(), False),
+        (DECIDED_AT, TimestampType(), False),
         ("note", StringType(), True),
     )
 )
@@ -149,8 +183,8 @@ CUT_EDGES_SCHEMA = StructType(
     _fields(
         (RECORD_KEY_L, StringType(), False),
         (RECORD_KEY_R, StringType(), False),
-        ("cut_by", StringType(), False),  # the constraint that cut the link
-        ("detail", StringType(), False),
+        (CUT_BY, StringType(), False),
+        (DETAIL, StringType(), False),
         (RUN_ID, StringType(), False),
         (UPDATED_AT, TimestampType(), False),
     )
@@ -161,10 +195,10 @@ QUALITY_CHECKS_SCHEMA = StructType(
     _fields(
         (RUN_ID, StringType(), False),  # the run whose tables were checked
         ("check_name", StringType(), False),
-        ("status", StringType(), False),  # PASS | FAIL
+        (STATUS, StringType(), False),  # PASS | FAIL
         ("observed", StringType(), False),
         ("expected", StringType(), False),
-        ("detail", StringType(), True),
+        (DETAIL, StringType(), True),
         ("checked_at", TimestampType(), False),
     )
 )
@@ -176,7 +210,7 @@ REVIEW_QUEUE_SCHEMA = StructType(
         (MATCH_PROBABILITY, DoubleType(), True),
         (MATCH_WEIGHT, DoubleType(), True),
         (COMPARISON_LEVELS, MapType(StringType(), StringType()), True),
-        ("status", StringType(), False),
+        (STATUS, StringType(), False),
         (RUN_ID, StringType(), False),
         (UPDATED_AT, TimestampType(), False),
     )
@@ -184,44 +218,44 @@ REVIEW_QUEUE_SCHEMA = StructType(
 
 ENTITY_LINEAGE_SCHEMA = StructType(
     _fields(
-        ("event_key", StringType(), False),
+        (EVENT_KEY, StringType(), False),
         (RUN_ID, StringType(), False),
         (ENTITY_ID, StringType(), False),
-        ("other_entity_id", StringType(), True),
-        ("event", StringType(), False),
-        ("record_count", LongType(), True),
-        ("occurred_at", TimestampType(), False),
+        (OTHER_ENTITY_ID, StringType(), True),
+        (EVENT, StringType(), False),
+        (RECORD_COUNT, LongType(), True),
+        (OCCURRED_AT, TimestampType(), False),
     )
 )
 
 REJECTED_RECORDS_SCHEMA = StructType(
     _fields(
         (SOURCE, StringType(), False),
-        ("source_key", StringType(), True),
-        ("reason", StringType(), False),
-        ("raw_row", StringType(), False),
+        (SOURCE_KEY, StringType(), True),
+        (REASON, StringType(), False),
+        (RAW_ROW, StringType(), False),
         (RUN_ID, StringType(), False),
-        ("rejected_at", TimestampType(), False),
+        (REJECTED_AT, TimestampType(), False),
     )
 )
 
 RUNS_SCHEMA = StructType(
     _fields(
         (RUN_ID, StringType(), False),
-        ("mode", StringType(), False),
-        ("status", StringType(), False),
-        ("started_at", TimestampType(), False),
-        ("finished_at", TimestampType(), True),
-        ("owner", StringType(), True),
-        ("backends", StringType(), True),
-        ("source_versions", MapType(StringType(), StringType()), True),
+        (MODE, StringType(), False),
+        (STATUS, StringType(), False),
+        (STARTED_AT, TimestampType(), False),
+        (FINISHED_AT, TimestampType(), True),
+        (OWNER, StringType(), True),
+        (BACKENDS, StringType(), True),
+        (SOURCE_VERSIONS, MapType(StringType(), StringType()), True),
         ("records_read", MapType(StringType(), LongType()), True),
         ("records_in", LongType(), True),
         ("records_new", LongType(), True),
         ("records_updated", LongType(), True),
         ("records_deleted", LongType(), True),
         ("records_rejected", LongType(), True),
-        ("value_issues", MapType(StringType(), LongType()), True),
+        (VALUE_ISSUES, MapType(StringType(), LongType()), True),
         ("edges_by_rule", MapType(StringType(), LongType()), True),
         ("review_pairs", LongType(), True),
         ("entities", LongType(), True),
@@ -239,11 +273,11 @@ RUNS_SCHEMA = StructType(
 DRY_RUN_CHANGES_SCHEMA = StructType(
     _fields(
         (RECORD_KEY, StringType(), False),
-        ("current_entity_id", StringType(), True),
-        ("proposed_entity_id", StringType(), True),
-        ("change_type", StringType(), False),
+        (CURRENT_ENTITY_ID, StringType(), True),
+        (PROPOSED_ENTITY_ID, StringType(), True),
+        (CHANGE_TYPE, StringType(), False),
         (RUN_ID, StringType(), False),
-        ("computed_at", TimestampType(), False),
+        (COMPUTED_AT, TimestampType(), False),
     )
 )
 
@@ -251,14 +285,14 @@ DRY_RUN_CHANGES_SCHEMA = StructType(
 def golden_profiles_schema(attribute_kinds: dict[str, str], arrays: tuple[str, ...]) -> StructType:
     """One row per entity: surviving attributes, arrays of all emails/phones, provenance."""
     return StructType(
-        _fields((ENTITY_ID, StringType(), False), ("primary_record_key", StringType(), False))
+        _fields((ENTITY_ID, StringType(), False), (PRIMARY_RECORD_KEY, StringType(), False))
         + [StructField(name, attribute_type(kind), True) for name, kind in attribute_kinds.items()]
         + [StructField(f"{name}s", ArrayType(StringType()), False) for name in arrays]
         + _fields(
-            ("record_count", LongType(), False),
-            ("sources", ArrayType(StringType()), False),
-            ("first_seen", TimestampType(), True),
-            ("last_seen", TimestampType(), True),
+            (RECORD_COUNT, LongType(), False),
+            (SOURCES, ArrayType(StringType()), False),
+            (FIRST_SEEN, TimestampType(), True),
+            (LAST_SEEN, TimestampType(), True),
             (RUN_ID, StringType(), False),
             (UPDATED_AT, TimestampType(), False),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -498,6 +498,32 @@ def score_candidates(
     """
     if model is None:
         return identifier_pairs(records, config=config, changed=changed)
+    predict = _splink_predictor(spark, records, config=config, model=model, changed=changed)
+    scored = []
+    if config.identifiers:
+        identifier_edges = predict(identifier_blocking_rules(config), None)
+        scored.append(_edges(identifier_edges, _identifier_rule_name(config), model=model))
+    if config.matching.blocking_rules:
+        model_pairs = _edges(predict(config.matching.blocking_rules, config.matching.review_threshold),
+                             F.lit(MODEL_RULE), model=model)
+        if scored:
+            model_pairs = model_pairs.join(scored[0], [RECORD_KEY_L, RECORD_KEY_R], "left_anti")
+        scored.append(model_pairs)
+    if not scored:
+        raise ModelError(f"{config.path}: no identifier rule and no blocking rule, so no candidate pair")
+    return scored[0] if len(scored) == 1 else scored[0].unionByName(scored[1])
+
+
+def _splink_predictor(
+    spark: SparkSession,
+    records: DataFrame,
+    *,
+    config: Config,
+    model: dict[str, Any],
+    changed: DataFrame | None,
+) -> Callable[[Sequence[Sequence[str]], float | None], DataFrame]:
+    """Register the records with Splink once; return ``predict(blocking rules, threshold)``,
+    the scored pairs within ``records`` (or of ``changed`` x ``records``) as a Spark frame."""
     from splink import Linker
 
     db_api = _spark_api(spark)
@@ -519,37 +545,38 @@ def score_candidates(
             changed_table, table, blocking_rules_to_generate_predictions=blocking,
             threshold_match_probability=threshold, warning_mode="never",
         ).as_spark_dataframe()
-        left, right = F.col(f"{RECORD_KEY}_l"), F.col(f"{RECORD_KEY}_r")
-        changed_right = changed.select(F.col(RECORD_KEY).alias("__changed_r"), F.lit(True).alias("__both"))
-        return (
-            between.join(changed_right, right == F.col("__changed_r"), "left")
-            .filter((left != right) & (F.col("__both").isNull() | (left < right)))
-            .drop("__changed_r", "__both")
-        )
+        return _without_self_and_mirrored_pairs(between, changed)
 
-    def edges(pairs: DataFrame, rule: Column) -> DataFrame:
-        left, right = F.col(f"{RECORD_KEY}_l"), F.col(f"{RECORD_KEY}_r")
-        return pairs.select(
-            F.least(left, right).alias(RECORD_KEY_L),
-            F.greatest(left, right).alias(RECORD_KEY_R),
-            rule.alias(RULE),
-            F.col("match_probability").cast("double").alias(MATCH_PROBABILITY),
-            F.col("match_weight").cast("double").alias(MATCH_WEIGHT),
-            _levels_map(model).alias(COMPARISON_LEVELS),
-        )
+    return predict
 
-    scored = []
-    if config.identifiers:
-        rule_name = F.lit(None).cast("string")  # match_key: the first identifier rule that found it
-        for index, rule in reversed(list(enumerate(config.identifiers))):
-            rule_name = F.when(F.col("match_key").cast("int") == index, F.lit(rule.name)).otherwise(rule_name)
-        scored.append(edges(predict(identifier_blocking_rules(config), None), rule_name))
-    if config.matching.blocking_rules:
-        model_pairs = edges(predict(config.matching.blocking_rules, config.matching.review_threshold),
-                            F.lit(MODEL_RULE))
-        if scored:
-            model_pairs = model_pairs.join(scored[0], [RECORD_KEY_L, RECORD_KEY_R], "left_anti")
-        scored.append(model_pairs)
-    if not scored:
-        raise ModelError(f"{config.path}: no identifier rule and no blocking rule, so no candidate pair")
-    return scored[0] if len(scored) == 1 else scored[0].unionByName(scored[1])
+
+def _without_self_and_mirrored_pairs(between: DataFrame, changed: DataFrame) -> DataFrame:
+    """Changed x all pairs minus self-pairs; a pair of two changed records kept in one order."""
+    left, right = F.col(f"{RECORD_KEY}_l"), F.col(f"{RECORD_KEY}_r")
+    changed_right = changed.select(F.col(RECORD_KEY).alias("__changed_r"), F.lit(True).alias("__both"))
+    return (
+        between.join(changed_right, right == F.col("__changed_r"), "left")
+        .filter((left != right) & (F.col("__both").isNull() | (left < right)))
+        .drop("__changed_r", "__both")
+    )
+
+
+def _identifier_rule_name(config: Config) -> Column:
+    """Splink's ``match_key`` (the first identifier rule that found a pair) as the rule's name."""
+    rule_name = F.lit(None).cast("string")
+    for index, rule in reversed(list(enumerate(config.identifiers))):
+        rule_name = F.when(F.col("match_key").cast("int") == index, F.lit(rule.name)).otherwise(rule_name)
+    return rule_name
+
+
+def _edges(pairs: DataFrame, rule: Column, *, model: dict[str, Any]) -> DataFrame:
+    """Splink's predictions as candidate edges: ordered keys, rule, scores and the levels map."""
+    left, right = F.col(f"{RECORD_KEY}_l"), F.col(f"{RECORD_KEY}_r")
+    return pairs.select(
+        F.least(left, right).alias(RECORD_KEY_L),
+        F.greatest(left, right).alias(RECORD_KEY_R),
+        rule.alias(RULE),
+        F.col("match_probability").cast("double").alias(MATCH_PROBABILITY),
+        F.col("match_weight").cast("double").alias(MATCH_WEIGHT),
+        _levels_map(model).alias(COMPARISON_LEVELS),
+    )

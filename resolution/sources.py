@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 
 from resolution.config import Config, ConfigError, SourceConfig
+from resolution.rules import parse_timestamp
 from resolution.schemas import (
     RECORD_KEY,
     ROW_HASH,
@@ -25,7 +26,6 @@ from resolution.schemas import (
     SOURCE_PRIORITY,
     SOURCE_TIMESTAMP,
 )
-from resolution.standardize import parse_timestamp
 from resolution.store.base import ChangeFeedUnavailableError
 
 if TYPE_CHECKING:
@@ -128,68 +128,7 @@ def validate_rows(raw: DataFrame, source: SourceConfig, *, attributes: list[str]
     timestamp, an audit event with an unknown operation or no operation time. For audit sources
     the latest event per key wins and a DELETE removes the key.
     """
-    raw_row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns]))
-    key = F.trim(F.col(source.key).cast("string"))
-    timestamp = (
-        _timestamp_of(raw, source.timestamp, source.date_formats)
-        if source.timestamp
-        else F.lit(None).cast("timestamp")
-    )
-    raw_timestamp = (
-        F.col(source.timestamp).cast("string") if source.timestamp else F.lit(None).cast("string")
-    )
-    prepared = raw.select(
-        F.when(key != "", key).alias(SOURCE_ID),
-        timestamp.alias(SOURCE_TIMESTAMP),
-        raw_timestamp.alias("__raw_timestamp"),
-        *[
-            (
-                F.col(source.columns[attribute]).cast("string")
-                if attribute in source.columns
-                else F.lit(None).cast("string")
-            ).alias(attribute)
-            for attribute in attributes
-        ],
-        *_operation_columns(source),
-        raw_row.alias(RAW_ROW),
-    )
-    reason = F.when(
-        F.col(SOURCE_ID).isNull(), F.lit(f"missing key: column {source.key!r} is empty")
-    ).when(
-        F.col("__raw_timestamp").isNotNull() & F.col(SOURCE_TIMESTAMP).isNull(),
-        F.concat(
-            F.lit(f"unparseable date in column {source.timestamp!r}: '"),
-            F.col("__raw_timestamp"),
-            F.lit("'"),
-        ),
-    )
-    if source.change_tracking == "audit":
-        reason = reason.when(
-            ~F.col("__operation").isin(*OPERATIONS),
-            F.concat(
-                F.lit(f"unknown operation in column {source.operation_column!r}: '"),
-                F.coalesce(F.col("__operation"), F.lit("null")),
-                F.lit(f"' (expected {', '.join(OPERATIONS)})"),
-            ),
-        ).when(
-            F.col("__operation_time").isNull(),
-            F.lit(f"missing or unparseable operation time in {source.operation_time_column!r}"),
-        )
-    if source.change_tracking != "audit":
-        # A key held by more than one otherwise valid row: all copies are rejected. Counted
-        # over the same pass as the other checks, so the source is read once.
-        copies = F.count(F.when(reason.isNull(), F.lit(1))).over(Window.partitionBy(SOURCE_ID))
-        reason = reason.when(
-            copies > 1,
-            F.concat(
-                F.lit("duplicate key '"),
-                F.col(SOURCE_ID),
-                F.lit("' appears "),
-                copies.cast("string"),
-                F.lit(f" times in source {source.name!r}; all copies rejected"),
-            ),
-        )
-    checked = prepared.withColumn(REASON, reason)
+    checked = _prepared_rows(raw, source, attributes=attributes).withColumn(REASON, _rejection_reason(source))
     valid = checked.filter(F.col(REASON).isNull())
     current = _latest_audit_state(valid) if source.change_tracking == "audit" else valid
     rejected = checked.filter(F.col(REASON).isNotNull())
@@ -214,6 +153,102 @@ def validate_rows(raw: DataFrame, source: SourceConfig, *, attributes: list[str]
             RAW_ROW,
         ),
         version=None,
+    )
+
+
+def _prepared_rows(raw: DataFrame, source: SourceConfig, *, attributes: list[str]) -> DataFrame:
+    """The trimmed key, parsed timestamp (and its raw text), mapped attributes as text, the
+    audit operation columns and the raw row as JSON: what the checks and the records read."""
+    raw_row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns]))
+    key = F.trim(F.col(source.key).cast("string"))
+    timestamp = (
+        _timestamp_of(raw, source.timestamp, source.date_formats)
+        if source.timestamp
+        else F.lit(None).cast("timestamp")
+    )
+    raw_timestamp = (
+        F.col(source.timestamp).cast("string") if source.timestamp else F.lit(None).cast("string")
+    )
+    return raw.select(
+        F.when(key != "", key).alias(SOURCE_ID),
+        timestamp.alias(SOURCE_TIMESTAMP),
+        raw_timestamp.alias("__raw_timestamp"),
+        *[
+            (
+                F.col(source.columns[attribute]).cast("string")
+                if attribute in source.columns
+                else F.lit(None).cast("string")
+            ).alias(attribute)
+            for attribute in attributes
+        ],
+        *_operation_columns(source),
+        raw_row.alias(RAW_ROW),
+    )
+
+
+def _rejection_reason(source: SourceConfig) -> Column:
+    """The first failed check of a prepared row as text; null when it passes them all."""
+    checks = _row_checks(source)
+    if source.change_tracking == "audit":
+        checks += _audit_checks(source)
+    condition, message = checks[0]
+    reason = F.when(condition, message)
+    for condition, message in checks[1:]:
+        reason = reason.when(condition, message)
+    if source.change_tracking != "audit":
+        reason = reason.when(*_duplicate_key_check(reason, source))
+    return reason
+
+
+def _row_checks(source: SourceConfig) -> list[tuple[Column, Column]]:
+    """(failed, reason) of every source: the key is present, the timestamp parses."""
+    return [
+        (F.col(SOURCE_ID).isNull(), F.lit(f"missing key: column {source.key!r} is empty")),
+        (
+            F.col("__raw_timestamp").isNotNull() & F.col(SOURCE_TIMESTAMP).isNull(),
+            F.concat(
+                F.lit(f"unparseable date in column {source.timestamp!r}: '"),
+                F.col("__raw_timestamp"),
+                F.lit("'"),
+            ),
+        ),
+    ]
+
+
+def _audit_checks(source: SourceConfig) -> list[tuple[Column, Column]]:
+    """(failed, reason) of an audit event: a known operation and an operation time."""
+    return [
+        (
+            ~F.col("__operation").isin(*OPERATIONS),
+            F.concat(
+                F.lit(f"unknown operation in column {source.operation_column!r}: '"),
+                F.coalesce(F.col("__operation"), F.lit("null")),
+                F.lit(f"' (expected {', '.join(OPERATIONS)})"),
+            ),
+        ),
+        (
+            F.col("__operation_time").isNull(),
+            F.lit(f"missing or unparseable operation time in {source.operation_time_column!r}"),
+        ),
+    ]
+
+
+def _duplicate_key_check(reason: Column, source: SourceConfig) -> tuple[Column, Column]:
+    """(failed, reason) of a key held by more than one row that passes ``reason``'s checks.
+
+    All copies are rejected. Counted over the same pass as the other checks, so the source is
+    read once.
+    """
+    copies = F.count(F.when(reason.isNull(), F.lit(1))).over(Window.partitionBy(SOURCE_ID))
+    return (
+        copies > 1,
+        F.concat(
+            F.lit("duplicate key '"),
+            F.col(SOURCE_ID),
+            F.lit("' appears "),
+            copies.cast("string"),
+            F.lit(f" times in source {source.name!r}; all copies rejected"),
+        ),
     )
 
 

@@ -5,7 +5,7 @@ for Delta), so the command answers in a second or two. Per source it guesses the
 timestamp and which columns hold emails, phones, names, birth dates, postcodes, addresses and
 identity ids, and gives columns of the same meaning the same standard attribute in every
 source (``buyer_email`` and ``requester_email`` are both ``email``). Values are judged with the
-Python port of the batch standardization (:mod:`resolution.realtime.standardize`), so "values
+Python rendering of the batch standardization (:mod:`resolution.rules`), so "values
 parse as dates" means the run will parse them too. The YAML is built as text (its comments say
 why each guess was made), validated with :func:`resolution.config.load_config`, then written.
 
@@ -33,7 +33,7 @@ from resolution.config import (
     load_config,
     parse_config,
 )
-from resolution.realtime.state import key_text
+from resolution.rules import key_text, matches_any, parse_date_value, standardize_email_value
 
 SAMPLE_ROWS = 1000
 MAX_GROUP_SIZE = 20
@@ -119,9 +119,7 @@ _PHONE_VALUE = re.compile(r"\+?[\d\s\-().]+")
 
 def looks_like_email(value: str) -> bool:
     """Shaped like an email the way the run standardizes emails (trimmed, lower-cased)."""
-    from resolution.realtime.standardize import standardize_email
-
-    return standardize_email(value) is not None
+    return standardize_email_value(value) is not None
 
 
 def looks_like_phone(value: str) -> bool:
@@ -137,11 +135,9 @@ def looks_like_name(value: str) -> bool:
 
 def parses_as_date(value: str, formats: Sequence[str] = DEFAULT_DATE_FORMATS) -> bool:
     """True when the run would parse the value as a date or timestamp with ``formats``."""
-    from resolution.realtime.standardize import parse_date
-
-    if parse_date(value, formats) is not None:
+    if parse_date_value(value, formats) is not None:
         return True
-    try:  # the zone part ([XXX]) of the first default format, which the Python port leaves out
+    try:  # the zone part ([XXX]) of the first default format, which the Python rendering leaves out
         datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return False
@@ -326,95 +322,167 @@ def classify_column(column: str, values: Sequence[str | None], *, column_type: s
     whose values look alike (first or last name, a phone or an id). A column whose name says
     one thing and whose values say another is left unmapped, with the reason.
     """
-    words = column_words(column)
-    present = [value.strip() for value in values if value is not None and value.strip()]
-    total = len(present)
+    evidence = _Evidence(column, values, column_type)
+    for detect in _DETECTORS:
+        guess = detect(evidence)
+        if guess is not None:
+            return guess
+    return ColumnGuess(column, None, None, "no attribute recognised")
 
-    def counted(hits: int) -> str:
-        return f"{hits} of {total} sampled values"
 
-    if column_type == "other":
-        return ColumnGuess(column, None, None, "nested or binary values")
-    birth = _named(words, _BIRTH_WORDS) or ("date" in words and "birth" in "".join(words))
-    if column_type == "date":
-        if birth:
-            return ColumnGuess(column, "dob", "date", "a date column named like a date of birth", 2)
-        return ColumnGuess(column, None, None, "a date/timestamp column, not a birth date")
+class _Evidence:
+    """A column's name words and sampled values; each value test's share is computed once."""
 
-    emails, email_share = _share(present, looks_like_email)
+    def __init__(self, column: str, values: Sequence[str | None], column_type: str):
+        self.column = column
+        self.column_type = column_type
+        self.words = column_words(column)
+        self.present = [value.strip() for value in values if value is not None and value.strip()]
+        self.total = len(self.present)
+        self._shares: dict[Callable[[str], bool], tuple[int, float]] = {}
+
+    def share(self, test: Callable[[str], bool]) -> tuple[int, float]:
+        """(hits, share) of the present values that pass ``test``."""
+        if test not in self._shares:
+            self._shares[test] = _share(self.present, test)
+        return self._shares[test]
+
+    def counted(self, hits: int) -> str:
+        return f"{hits} of {self.total} sampled values"
+
+    def named(self, vocabulary: set[str]) -> bool:
+        return _named(self.words, vocabulary)
+
+    def id_named(self) -> bool:
+        return _is_id_named(self.words)
+
+    def birth_named(self) -> bool:
+        return self.named(_BIRTH_WORDS) or ("date" in self.words and "birth" in "".join(self.words))
+
+    def name_like(self) -> bool:
+        """No values, or most of them shaped like names."""
+        return not self.present or self.share(looks_like_name)[1] >= 0.8
+
+
+# Each detector returns a guess (mapped or not: the search stops) or None (ask the next one).
+# Their order is the precedence: a column named like an email whose values are phones is judged
+# by the email detector, never the phone one.
+
+
+def _guess_from_type(evidence: _Evidence) -> ColumnGuess | None:
+    if evidence.column_type == "other":
+        return ColumnGuess(evidence.column, None, None, "nested or binary values")
+    if evidence.column_type == "date":
+        if evidence.birth_named():
+            return ColumnGuess(evidence.column, "dob", "date", "a date column named like a date of birth", 2)
+        return ColumnGuess(evidence.column, None, None, "a date/timestamp column, not a birth date")
+    return None
+
+
+def _guess_email(evidence: _Evidence) -> ColumnGuess | None:
+    emails, email_share = evidence.share(looks_like_email)
     if email_share >= 0.8:
-        strength = 2 if _named(words, _EMAIL_WORDS) else 1
-        return ColumnGuess(column, "email", "email", f"values look like emails ({counted(emails)})", strength)
-    if _named(words, _EMAIL_WORDS) or "email" in "".join(words):
-        if not present or email_share >= 0.5:
-            why = f"named like an email ({counted(emails)} look like one)" if present else "named like an email"
-            return ColumnGuess(column, "email", "email", why)
-        return ColumnGuess(column, None, None, f"named like an email, but only {counted(emails)} look like one")
+        strength = 2 if evidence.named(_EMAIL_WORDS) else 1
+        return ColumnGuess(evidence.column, "email", "email", f"values look like emails ({evidence.counted(emails)})", strength)
+    if evidence.named(_EMAIL_WORDS) or "email" in "".join(evidence.words):
+        if not evidence.present or email_share >= 0.5:
+            why = f"named like an email ({evidence.counted(emails)} look like one)" if evidence.present else "named like an email"
+            return ColumnGuess(evidence.column, "email", "email", why)
+        return ColumnGuess(evidence.column, None, None, f"named like an email, but only {evidence.counted(emails)} look like one")
+    return None
 
-    if birth:
-        dates, date_share = _share(present, parses_as_date)
-        us_dates, us_share = _share(present, lambda value: parses_as_date(value, MONTH_FIRST_DATE_FORMATS))
-        if not present:
-            return ColumnGuess(column, "dob", "date", "named like a date of birth (no values sampled)")
-        if date_share >= 0.8 or us_share >= 0.8:
-            why = f"named like a date of birth; {counted(max(dates, us_dates))} parse as dates"
-            if date_share >= 0.8 and any(re.fullmatch(r"\d{2}/\d{2}/\d{4}", value) for value in present):
-                why += " (read day first: dd/MM/yyyy)"
-            return ColumnGuess(column, "dob", "date", why, 2)
-        return ColumnGuess(column, None, None, f"named like a date of birth, but only {counted(dates)} parse as dates")
 
-    phones, phone_share = _share(present, looks_like_phone)
-    if _named(words, _PHONE_WORDS) or "phone" in "".join(words):
-        if not present or phone_share >= 0.5:
-            why = f"named like a phone; {counted(phones)} look like phone numbers" if present else "named like a phone"
-            return ColumnGuess(column, "phone", "phone", why, 2 if present else 1)
-        return ColumnGuess(column, None, None, f"named like a phone, but only {counted(phones)} look like one")
+def _guess_birth_date(evidence: _Evidence) -> ColumnGuess | None:
+    if not evidence.birth_named():
+        return None
+    dates, date_share = evidence.share(parses_as_date)
+    us_dates, us_share = _share(evidence.present, lambda value: parses_as_date(value, MONTH_FIRST_DATE_FORMATS))
+    if not evidence.present:
+        return ColumnGuess(evidence.column, "dob", "date", "named like a date of birth (no values sampled)")
+    if date_share >= 0.8 or us_share >= 0.8:
+        why = f"named like a date of birth; {evidence.counted(max(dates, us_dates))} parse as dates"
+        if date_share >= 0.8 and any(re.fullmatch(r"\d{2}/\d{2}/\d{4}", value) for value in evidence.present):
+            why += " (read day first: dd/MM/yyyy)"
+        return ColumnGuess(evidence.column, "dob", "date", why, 2)
+    return ColumnGuess(evidence.column, None, None, f"named like a date of birth, but only {evidence.counted(dates)} parse as dates")
 
-    if _named(words, _POSTCODE_WORDS) or ("post" in words and "code" in words):
-        return ColumnGuess(column, "postcode", "postcode", "named like a postcode", 1)
 
-    names, name_share = _share(present, looks_like_name)
-    name_like = not present or name_share >= 0.8
+def _guess_phone_by_name(evidence: _Evidence) -> ColumnGuess | None:
+    if not (evidence.named(_PHONE_WORDS) or "phone" in "".join(evidence.words)):
+        return None
+    phones, phone_share = evidence.share(looks_like_phone)
+    if not evidence.present or phone_share >= 0.5:
+        why = f"named like a phone; {evidence.counted(phones)} look like phone numbers" if evidence.present else "named like a phone"
+        return ColumnGuess(evidence.column, "phone", "phone", why, 2 if evidence.present else 1)
+    return ColumnGuess(evidence.column, None, None, f"named like a phone, but only {evidence.counted(phones)} look like one")
+
+
+def _guess_postcode(evidence: _Evidence) -> ColumnGuess | None:
+    if evidence.named(_POSTCODE_WORDS) or ("post" in evidence.words and "code" in evidence.words):
+        return ColumnGuess(evidence.column, "postcode", "postcode", "named like a postcode", 1)
+    return None
+
+
+def _guess_person_name(evidence: _Evidence) -> ColumnGuess | None:
+    names = evidence.share(looks_like_name)[0]
     for vocabulary, attribute, label in (
         (_FIRST_WORDS, "first_name", "a first name"),
         (_MIDDLE_WORDS, "middle_name", "a middle name"),
         (_LAST_WORDS, "last_name", "a last name"),
     ):
-        if _named(words, vocabulary) and not _is_id_named(words):
-            if name_like:
-                why = f"named like {label}; {counted(names)} look like names" if present else f"named like {label}"
-                return ColumnGuess(column, attribute, "name", why, 2 if present else 1)
-            return ColumnGuess(column, None, None, f"named like {label}, but only {counted(names)} look like names")
-    if (_named(words, _FULL_NAME_WORDS) and not set(words) & _NOT_PERSON_WORDS and not _is_id_named(words)):
-        multiword, multi_share = _share(present, lambda value: len(value.split()) >= 2)
-        if present and name_like and multi_share >= 0.5:
-            return ColumnGuess(
-                column, "full_name", "name",
-                f"named like a name; {counted(multiword)} are two or more words (a full name)", 2,
-            )
-        if present and name_like:
-            return ColumnGuess(column, None, None, "named like a name, but the values are single words: "
-                               "map it as first_name or last_name by hand")
+        if evidence.named(vocabulary) and not evidence.id_named():
+            if evidence.name_like():
+                why = f"named like {label}; {evidence.counted(names)} look like names" if evidence.present else f"named like {label}"
+                return ColumnGuess(evidence.column, attribute, "name", why, 2 if evidence.present else 1)
+            return ColumnGuess(evidence.column, None, None, f"named like {label}, but only {evidence.counted(names)} look like names")
+    if not (evidence.named(_FULL_NAME_WORDS) and not set(evidence.words) & _NOT_PERSON_WORDS and not evidence.id_named()):
+        return None
+    if not (evidence.present and evidence.name_like()):
+        return None
+    multiword, multi_share = _share(evidence.present, lambda value: len(value.split()) >= 2)
+    if multi_share >= 0.5:
+        return ColumnGuess(
+            evidence.column, "full_name", "name",
+            f"named like a name; {evidence.counted(multiword)} are two or more words (a full name)", 2,
+        )
+    return ColumnGuess(evidence.column, None, None, "named like a name, but the values are single words: "
+                       "map it as first_name or last_name by hand")
 
-    if _named(words, _ADDRESS_WORDS) and not set(words) & _NOT_ADDRESS_WORDS:
-        return ColumnGuess(column, "address", "address", "named like an address")
-    if _named(words, _CITY_WORDS) and name_like:
-        return ColumnGuess(column, "city", "text", "named like a city (kept in the golden profile, not matched)")
 
-    identity = [_IDENTITY_WORDS[word] for word in words if word in _IDENTITY_WORDS]
-    if identity and (_is_id_named(words) or len(words) == 1):
-        distinct = len(set(present))
-        if total >= 20 and distinct <= 3:
-            return ColumnGuess(column, None, None, f"named like an id, but only {distinct} distinct values: a category")
-        return ColumnGuess(column, identity[0], "id", f"named like a {identity[0].removesuffix('_id')} id", 1)
+def _guess_address_or_city(evidence: _Evidence) -> ColumnGuess | None:
+    if evidence.named(_ADDRESS_WORDS) and not set(evidence.words) & _NOT_ADDRESS_WORDS:
+        return ColumnGuess(evidence.column, "address", "address", "named like an address")
+    if evidence.named(_CITY_WORDS) and evidence.name_like():
+        return ColumnGuess(evidence.column, "city", "text", "named like a city (kept in the golden profile, not matched)")
+    return None
 
-    date_share = _share(present, parses_as_date)[1]
-    if present and not _is_id_named(words) and date_share >= 0.8:
-        return ColumnGuess(column, None, None, "dates, not a birth date")
-    formatted = any(value.startswith(("+", "0")) or re.search(r"[\s\-()]", value) for value in present)
-    if column_type == "string" and not _is_id_named(words) and phone_share >= 0.8 and formatted and date_share < 0.5:
-        return ColumnGuess(column, "phone", "phone", f"values look like phone numbers ({counted(phones)})")
-    return ColumnGuess(column, None, None, "no attribute recognised")
+
+def _guess_identity_id(evidence: _Evidence) -> ColumnGuess | None:
+    identity = [_IDENTITY_WORDS[word] for word in evidence.words if word in _IDENTITY_WORDS]
+    if not (identity and (evidence.id_named() or len(evidence.words) == 1)):
+        return None
+    distinct = len(set(evidence.present))
+    if evidence.total >= 20 and distinct <= 3:
+        return ColumnGuess(evidence.column, None, None, f"named like an id, but only {distinct} distinct values: a category")
+    return ColumnGuess(evidence.column, identity[0], "id", f"named like a {identity[0].removesuffix('_id')} id", 1)
+
+
+def _guess_from_values(evidence: _Evidence) -> ColumnGuess | None:
+    """A name that says nothing: dates are not mapped, formatted phone numbers are."""
+    date_share = evidence.share(parses_as_date)[1]
+    if evidence.present and not evidence.id_named() and date_share >= 0.8:
+        return ColumnGuess(evidence.column, None, None, "dates, not a birth date")
+    phones, phone_share = evidence.share(looks_like_phone)
+    formatted = any(value.startswith(("+", "0")) or re.search(r"[\s\-()]", value) for value in evidence.present)
+    if evidence.column_type == "string" and not evidence.id_named() and phone_share >= 0.8 and formatted and date_share < 0.5:
+        return ColumnGuess(evidence.column, "phone", "phone", f"values look like phone numbers ({evidence.counted(phones)})")
+    return None
+
+
+_DETECTORS: tuple[Callable[[_Evidence], ColumnGuess | None], ...] = (
+    _guess_from_type, _guess_email, _guess_birth_date, _guess_phone_by_name, _guess_postcode,
+    _guess_person_name, _guess_address_or_city, _guess_identity_id, _guess_from_values,
+)
 
 
 # --- a source's key, timestamp and change tracking -------------------------------------------
@@ -651,17 +719,15 @@ def _flow_list(items: Sequence[str]) -> str:
 
 
 def _junk_count(guesses: Sequence[SourceGuess], attribute: str, patterns: Sequence[str]) -> int:
-    from resolution.realtime.standardize import _matches_any, standardize_email
-
     count = 0
     for guess in guesses:
         if attribute not in guess.mapped:
             continue
         for value in guess.sample.present(guess.mapped[attribute].column):
             if attribute == "email":
-                count += _matches_any(standardize_email(value), patterns)
+                count += matches_any(standardize_email_value(value), patterns)
             else:
-                count += _matches_any(value, patterns) or _matches_any(re.sub(r"[^0-9]", "", value), patterns)
+                count += matches_any(value, patterns) or matches_any(re.sub(r"[^0-9]", "", value), patterns)
     return count
 
 
@@ -717,7 +783,29 @@ def render_config(
 ) -> str:
     """The starter YAML, every guess commented. ``matching_active`` writes the model section
     as YAML rather than commented out (only where a trained model exists or nothing else links)."""
-    lines = [
+    attributes = list(dict.fromkeys(a for guess in guesses for a in guess.mapped))
+    kinds = {a: g.mapped[a].kind for g in guesses for a in g.mapped}
+    lines = _storage_lines(output=output, warehouse=warehouse, phone_region=phone_region,
+                           region_reason=region_reason)
+    for guess in guesses:
+        lines += _source_lines(guess)
+    lines += _attribute_lines(attributes, kinds)
+    lines += _identifier_lines(guesses, attributes, kinds)
+    if matching is not None:
+        lines += _model_lines(matching, output=output, active=matching_active)
+    if "dob" in attributes:
+        lines += [
+            "# cannot_link:                    # records that must never share an entity (docs/configuration.md)",
+            "#   attributes: [dob]             # different non-null birth dates: different people",
+            "",
+        ]
+    lines += _survivorship_lines(guesses, attributes)
+    return "\n".join(lines) + "\n"
+
+
+def _storage_lines(*, output: str, warehouse: str, phone_region: str, region_reason: str) -> list[str]:
+    """The header, ``storage``, ``phone_region`` and the ``sources:`` key."""
+    return [
         f"# Starter pipeline written by `idr init` from the first {SAMPLE_ROWS} rows (at most) of each source.",
         "# Every guess below says why it was made: check them, correct what is wrong, then run",
         f"#   idr run --config {output}",
@@ -734,92 +822,107 @@ def render_config(
         "",
         "sources:",
     ]
-    for guess in guesses:
-        sample = guess.sample
-        lines.append(_line(f"  - name: {guess.name}", f"{sample.rows} rows sampled"))
-        lines.append(f"    format: {sample.format}")
-        lines.append(f"    path: {_scalar(guess.location)}")
-        lines.append(_line(f"    key: {_scalar(guess.key.column)}", guess.key.reason))
-        if guess.timestamp is not None:
-            lines.append(_line(f"    timestamp: {_scalar(guess.timestamp.column)}",
-                               f"source timestamp (anchor and recency): {guess.timestamp.reason}"))
-        else:
-            lines.append("    # timestamp: none found (no column of dates): anchors fall back to source priority,")
-            lines.append("    #   then record key, and freshness checks skip this source")
-        lines.append(_line(f"    change_tracking: {guess.change_tracking}", guess.tracking_reason))
-        lines.append(_line(f"    priority: {guess.priority}", "lower wins in survivorship and anchor ties (--source order)"))
-        for option, value in sample.options.items():
-            lines.append(_line(f"    options: {{{option}: {_scalar(value)}}}", "the header's separator"))
-        if guess.date_formats is not None:
-            lines.append(_line(f"    date_formats: {_flow_list(guess.date_formats)}",
-                               "slash dates that parse only month first"))
-        lines.append(_line("    columns:", "standard attribute: source column"))
-        for attribute, column_guess in guess.mapped.items():
-            lines.append(_line(f"      {attribute}: {_scalar(column_guess.column)}", column_guess.reason))
-        if guess.unmapped:
-            lines.append("    # not mapped:")
-            for column_guess in guess.unmapped:
-                lines.append(f"    #   {column_guess.column.replace(chr(10), ' ')}: {column_guess.reason}")
-        lines.append("")
 
-    attributes = list(dict.fromkeys(a for guess in guesses for a in guess.mapped))
-    kinds = {a: g.mapped[a].kind for g in guesses for a in g.mapped}
+
+def _source_lines(guess: SourceGuess) -> list[str]:
+    """One entry of ``sources``, then a blank line."""
+    sample = guess.sample
+    lines = [
+        _line(f"  - name: {guess.name}", f"{sample.rows} rows sampled"),
+        f"    format: {sample.format}",
+        f"    path: {_scalar(guess.location)}",
+        _line(f"    key: {_scalar(guess.key.column)}", guess.key.reason),
+    ]
+    if guess.timestamp is not None:
+        lines.append(_line(f"    timestamp: {_scalar(guess.timestamp.column)}",
+                           f"source timestamp (anchor and recency): {guess.timestamp.reason}"))
+    else:
+        lines.append("    # timestamp: none found (no column of dates): anchors fall back to source priority,")
+        lines.append("    #   then record key, and freshness checks skip this source")
+    lines.append(_line(f"    change_tracking: {guess.change_tracking}", guess.tracking_reason))
+    lines.append(_line(f"    priority: {guess.priority}", "lower wins in survivorship and anchor ties (--source order)"))
+    for option, value in sample.options.items():
+        lines.append(_line(f"    options: {{{option}: {_scalar(value)}}}", "the header's separator"))
+    if guess.date_formats is not None:
+        lines.append(_line(f"    date_formats: {_flow_list(guess.date_formats)}",
+                           "slash dates that parse only month first"))
+    lines.append(_line("    columns:", "standard attribute: source column"))
+    for attribute, column_guess in guess.mapped.items():
+        lines.append(_line(f"      {attribute}: {_scalar(column_guess.column)}", column_guess.reason))
+    if guess.unmapped:
+        lines.append("    # not mapped:")
+        for column_guess in guess.unmapped:
+            lines.append(f"    #   {column_guess.column.replace(chr(10), ' ')}: {column_guess.reason}")
+    lines.append("")
+    return lines
+
+
+def _attribute_lines(attributes: Sequence[str], kinds: dict[str, str | None]) -> list[str]:
+    """``attributes``: only those whose kind is not the default for their name."""
     declared = [a for a in attributes if DEFAULT_ATTRIBUTE_KINDS.get(a) != kinds[a]]
-    if declared:
-        lines.append(_line("attributes:", "kind of each attribute (defaults by name; others are ids)"))
-        lines += [f"  {attribute}: {kinds[attribute]}" for attribute in declared]
-        lines.append("")
+    if not declared:
+        return []
+    return [
+        _line("attributes:", "kind of each attribute (defaults by name; others are ids)"),
+        *(f"  {attribute}: {kinds[attribute]}" for attribute in declared),
+        "",
+    ]
 
-    def mapped_by(attribute: str) -> str:
-        return ", ".join(f"{g.name}.{g.mapped[attribute].column}" for g in guesses if attribute in g.mapped)
 
+def _identifier_lines(
+    guesses: Sequence[SourceGuess], attributes: Sequence[str], kinds: dict[str, str | None]
+) -> list[str]:
+    """``identifiers``: one deterministic rule per email, phone or id attribute."""
     rules = [a for a in attributes if kinds[a] in ("email", "phone", "id")]
-    if rules:
-        lines.append(_line("identifiers:", "deterministic rules: a shared value links two records"))
-        for attribute in rules:
-            lines.append(f"  - name: {attribute}")
-            lines.append(_line(f"    attribute: {attribute}", mapped_by(attribute)))
-            patterns = {"email": EMAIL_EXCLUDES, "phone": PHONE_EXCLUDES}.get(kinds[attribute])
-            if patterns:
-                junk = _junk_count(guesses, attribute, patterns)
-                what = "shared or placeholder mailboxes" if kinds[attribute] == "email" else "placeholder numbers"
-                lines.append(_line(f"    exclude: {_flow_list(patterns)}",
-                                   f"{what}; {junk} sampled values match" if junk else what))
-            lines.append(_line(f"    max_group_size: {MAX_GROUP_SIZE}", "a value shared by more records is junk"))
-        lines.append("")
+    if not rules:
+        return []
+    lines = [_line("identifiers:", "deterministic rules: a shared value links two records")]
+    for attribute in rules:
+        mapped_by = ", ".join(f"{g.name}.{g.mapped[attribute].column}" for g in guesses if attribute in g.mapped)
+        lines.append(f"  - name: {attribute}")
+        lines.append(_line(f"    attribute: {attribute}", mapped_by))
+        patterns = {"email": EMAIL_EXCLUDES, "phone": PHONE_EXCLUDES}.get(kinds[attribute])
+        if patterns:
+            junk = _junk_count(guesses, attribute, patterns)
+            what = "shared or placeholder mailboxes" if kinds[attribute] == "email" else "placeholder numbers"
+            lines.append(_line(f"    exclude: {_flow_list(patterns)}",
+                               f"{what}; {junk} sampled values match" if junk else what))
+        lines.append(_line(f"    max_group_size: {MAX_GROUP_SIZE}", "a value shared by more records is junk"))
+    lines.append("")
+    return lines
 
-    if matching is not None:
-        block = _matching_lines(matching)
-        if matching_active:
-            lines += block
-        else:
-            lines += _paragraph(
-                "The model (Splink) links records that share no identifier, by names and dates. "
-                f"`idr run` fails while its model file ({matching.model}) does not exist, so this "
-                "section starts commented out and the identifier rules above resolve alone. To add the model:"
-            )
-            lines += [
-                "#   1. uncomment the section below (remove one '# ' from each line);",
-                f"#   2. idr train --config {output}",
-                "#      (EM needs thousands of records: a sample of a few dozen is too small);",
-                f"#   3. idr run --config {output} --mode full",
-            ]
-            lines += ["# " + line if line else "#" for line in block]
-        lines.append("")
-    if "dob" in attributes:
-        lines += [
-            "# cannot_link:                    # records that must never share an entity (docs/configuration.md)",
-            "#   attributes: [dob]             # different non-null birth dates: different people",
-            "",
-        ]
+
+def _model_lines(matching: Matching, *, output: str, active: bool) -> list[str]:
+    """``matching``, live or commented out behind the steps that make it work, then a blank line."""
+    block = _matching_lines(matching)
+    if active:
+        return [*block, ""]
+    lines = _paragraph(
+        "The model (Splink) links records that share no identifier, by names and dates. "
+        f"`idr run` fails while its model file ({matching.model}) does not exist, so this "
+        "section starts commented out and the identifier rules above resolve alone. To add the model:"
+    )
+    lines += [
+        "#   1. uncomment the section below (remove one '# ' from each line);",
+        f"#   2. idr train --config {output}",
+        "#      (EM needs thousands of records: a sample of a few dozen is too small);",
+        f"#   3. idr run --config {output} --mode full",
+    ]
+    lines += ["# " + line if line else "#" for line in block]
+    lines.append("")
+    return lines
+
+
+def _survivorship_lines(guesses: Sequence[SourceGuess], attributes: Sequence[str]) -> list[str]:
+    """``survivorship``: the newest email and phone win where sources have timestamps."""
     arrays = [a for a in ("email", "phone") if a in attributes]
     timestamps = any(guess.timestamp is not None for guess in guesses)
-    lines += ["survivorship:", _line("  default: source_priority", "source_priority | most_recent | most_frequent")]
+    lines = ["survivorship:", _line("  default: source_priority", "source_priority | most_recent | most_frequent")]
     if arrays and timestamps:
         lines.append(_line("  attributes:", "the newest email and phone win (people change them)"))
         lines += [f"    {attribute}: most_recent" for attribute in arrays]
     lines.append(_line(f"  arrays: [{', '.join(arrays)}]", "golden profile keeps all values, primary record's first"))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _paragraph(text: str, *, width: int = 100) -> list[str]:
@@ -930,34 +1033,13 @@ def write_starter_config(
     with :func:`load_config` before it replaces ``output``; an error there is a bug here.
     """
     output_path = Path(output)
-    if output_path.is_dir():
-        raise StarterError(f"{output_path} is a folder: give the YAML file to write")
-    if output_path.exists() and not force:
-        raise StarterError(f"{output_path} already exists: pass --force to overwrite it")
-    if not sources:
-        raise StarterError("give at least one --source NAME=PATH")
-    names = [name for name, _ in sources]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise StarterError(f"source name {duplicates[0]!r} is given more than once")
-    if phone_region is not None and not re.fullmatch(r"[A-Za-z]{2}", phone_region):
-        raise StarterError(f"--phone-region {phone_region!r}: a two-letter region code such as GB or US")
-
+    _check_arguments(sources, output_path, phone_region=phone_region, force=force)
     guesses = tuple(
         guess_source(name, location, read_sample(name, location, rows=sample_rows), priority=priority)
         for priority, (name, location) in enumerate(sources, start=1)
     )
     attributes = list(dict.fromkeys(a for guess in guesses for a in guess.mapped))
-    if phone_region is not None:
-        region, region_reason = phone_region.upper(), "given with --phone-region"
-    else:
-        phones = [value for guess in guesses if "phone" in guess.mapped
-                  for value in guess.sample.present(guess.mapped["phone"].column)]
-        region, region_reason = guess_phone_region(phones)
-        if not phones:
-            region, region_reason = "US", "no phone column mapped, so the default US (matters once one is)"
-        elif region is None:
-            region, region_reason = "US", f"a guess ({region_reason}): pass --phone-region or edit it"
+    region, region_reason = _choose_phone_region(guesses, phone_region)
     kinds = {a: g.mapped[a].kind for g in guesses for a in g.mapped}
     identifiers = tuple(a for a in attributes if kinds[a] in ("email", "phone", "id"))
     model = (output_path.parent / "models" / f"{output_path.stem}_model.json").as_posix()
@@ -979,6 +1061,44 @@ def write_starter_config(
     text = render(active)
     if matching is not None and not active:  # the section the user is told to uncomment must load too
         parse_config(yaml.safe_load(render(True)), file=f"{output_path} (matching uncommented)")
+    _write_validated(output_path, text)
+    return StarterConfig(output_path, text, guesses, region, region_reason, identifiers, matching, active)
+
+
+def _check_arguments(
+    sources: Sequence[tuple[str, str]], output_path: Path, *, phone_region: str | None, force: bool
+) -> None:
+    """Refuse, before any source is read, what ``idr init`` cannot write."""
+    if output_path.is_dir():
+        raise StarterError(f"{output_path} is a folder: give the YAML file to write")
+    if output_path.exists() and not force:
+        raise StarterError(f"{output_path} already exists: pass --force to overwrite it")
+    if not sources:
+        raise StarterError("give at least one --source NAME=PATH")
+    names = [name for name, _ in sources]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise StarterError(f"source name {duplicates[0]!r} is given more than once")
+    if phone_region is not None and not re.fullmatch(r"[A-Za-z]{2}", phone_region):
+        raise StarterError(f"--phone-region {phone_region!r}: a two-letter region code such as GB or US")
+
+
+def _choose_phone_region(guesses: Sequence[SourceGuess], phone_region: str | None) -> tuple[str, str]:
+    """``phone_region`` and why: the one given, else guessed from the mapped phones, else US."""
+    if phone_region is not None:
+        return phone_region.upper(), "given with --phone-region"
+    phones = [value for guess in guesses if "phone" in guess.mapped
+              for value in guess.sample.present(guess.mapped["phone"].column)]
+    region, region_reason = guess_phone_region(phones)
+    if not phones:
+        return "US", "no phone column mapped, so the default US (matters once one is)"
+    if region is None:
+        return "US", f"a guess ({region_reason}): pass --phone-region or edit it"
+    return region, region_reason
+
+
+def _write_validated(output_path: Path, text: str) -> None:
+    """Write ``text`` beside ``output_path``, load it as a config, then move it into place."""
     try:
         output_path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".tmp", dir=output_path.parent)
@@ -992,4 +1112,3 @@ def write_starter_config(
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
-    return StarterConfig(output_path, text, guesses, region, region_reason, identifiers, matching, active)

@@ -29,6 +29,7 @@ from pyspark.sql.streaming import StreamingQuery
 from resolution.config import Config, ConfigError, SourceConfig
 from resolution.pipeline import run_pipeline
 from resolution.run_log import PipelineBusyError, RunSummary, last_successful_run
+from resolution.schemas import RESOLVED_MEMBERSHIP, SOURCE_VERSIONS
 from resolution.session import detect_backends
 from resolution.sources import read_source
 from resolution.store import CHANGE_COLUMNS, COMMIT_TIMESTAMP, DeltaStore, open_store
@@ -149,7 +150,7 @@ def start_stream(
     if last_successful_run(store) is None:
         report(f"no committed run in the warehouse yet: a full run comes before streaming {source.name}")
         run_pipeline(spark, config, mode="full", report=report)
-    versions = dict(last_successful_run(store)["source_versions"] or {})
+    versions = dict(last_successful_run(store)[SOURCE_VERSIONS] or {})
     changes = change_stream(spark, config, source, store=store, versions=versions,
                             max_versions_per_trigger=options.max_versions_per_trigger)
     handler = MicroBatchHandler(spark, config, source.name, options.lock_wait_seconds, report)
@@ -164,7 +165,7 @@ def start_stream(
         writer = writer.trigger(processingTime=f"{options.trigger_seconds} seconds")
     report(
         f"streaming {source.name} ({source.change_tracking}, {source.format}) into "
-        f"{store.location.table_id('resolved_membership').rsplit('/', 1)[0]}; checkpoint "
+        f"{store.location.table_id(RESOLVED_MEMBERSHIP).rsplit('/', 1)[0]}; checkpoint "
         f"{options.checkpoint}"
     )
     return writer.start(), handler

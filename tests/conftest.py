@@ -8,13 +8,26 @@ fetched, the tests of its backend skip with the reason, shown in the header and 
 
 from __future__ import annotations
 
-import pytest
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 
+import httpx
+import pytest
+import uvicorn
+import yaml
+
+from resolution.config import Config, load_config
 from resolution.packages import DELTA, PACKAGES, missing_message, missing_packages
 from resolution.session import detect_backends, get_spark_session
 from resolution.store import available_store_backends
+from tests.incremental_harness import sample_pipeline_file
 
 BACKENDS = ("embedded", "jvm")
+QUIET = {"report": lambda line: None}
 
 
 def pytest_report_header(config):
@@ -68,3 +81,60 @@ def backend(request, spark) -> str:
             pytest.skip(f"jvm backend unavailable: {reason}")
         detect_backends(spark, prefer="jvm")
     return request.param
+
+
+# ---- idr serve on the sample data (tests/test_realtime_*.py) ---------------------------------
+
+
+def serve_config_file(folder: Path, **serve) -> Path:
+    """The sample pipeline's config in ``folder`` with a ``serve`` section for the tests (quick
+    refreshes, frequent inbox compaction); ``serve`` replaces its keys."""
+    path = sample_pipeline_file(folder)
+    document = yaml.safe_load(path.read_text())
+    document["serve"] = {"inbox_source": "online", "refresh_seconds": 0.5, "compact_every_commits": 2, **serve}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture(scope="session")
+def published_sample(spark, tmp_path_factory) -> Callable[..., Config]:
+    """A copier of the sample data's warehouse after one full batch run: ``copy(folder, **serve)``
+    copies it to ``folder/lakehouse`` and returns the config serving it. The run happens once per
+    session; each module serves (and writes to) its own copy."""
+    from resolution.pipeline import run_pipeline  # here: most suites never run the pipeline
+
+    folder = tmp_path_factory.mktemp("published")
+    config = load_config(serve_config_file(folder), {"warehouse": str(folder / "lakehouse")})
+    run_pipeline(spark, config, **QUIET)
+
+    def copy(target: Path, **serve) -> Config:
+        shutil.copytree(folder / "lakehouse", target / "lakehouse")
+        return load_config(serve_config_file(target, **serve), {"warehouse": str(target / "lakehouse")})
+
+    return copy
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """The app on a real uvicorn server in a thread, on a free loopback port."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def resolve(self, source, source_id, **data):
+        return self.client.post("/v1/resolve", json={"source": source, "source_id": source_id, "data": data})
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -56,9 +56,9 @@ MUTATIONS = (
     ),
     Mutation(
         "anchor_tie_break", "anchor ties go to the worst source priority",
-        "resolution/identity.py",
-        "F.col(SOURCE_PRIORITY).asc(),\n        F.col(RECORD_KEY).asc(),",
-        "F.col(SOURCE_PRIORITY).desc(),\n        F.col(RECORD_KEY).asc(),",
+        "resolution/rules.py",
+        "F.col(prefix + S.SOURCE_PRIORITY).asc(),",
+        "F.col(prefix + S.SOURCE_PRIORITY).desc(),",
         (f"{PROPERTY}::test_rules_only_runs_equal_a_reference_resolver_ids_included",),
     ),
     Mutation(

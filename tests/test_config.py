@@ -183,3 +183,27 @@ def test_a_model_comparing_attributes_no_source_maps_is_refused_naming_them(exam
     message = str(caught.value)
     assert "compares dob, last_name, which no source of narrow.yml maps" in message
     assert "example_model.json" in message and "idr train --config narrow.yml" in message
+
+
+def test_a_key_left_out_or_null_takes_the_default_of_its_dataclass_field(example):
+    from resolution.config import (
+        CannotLinkConfig,
+        QualityConfig,
+        ServeConfig,
+        StorageConfig,
+        SurvivorshipConfig,
+        TrainingConfig,
+    )
+
+    example["matching"] = {"model": "m.json", "comparisons": {}, "link_threshold": None, "training": {}}
+    example["survivorship"] = {"default": None}
+    example.update(cannot_link={}, quality={"enabled": None}, serve={})
+    example["storage"] = {"warehouse": "./lakehouse", "backend": None}
+    example["sources"][0] = {k: v for k, v in example["sources"][0].items() if k in ("name", "path", "key", "columns")}
+    config = parse_config(example)
+    assert config.matching.link_threshold == 0.95 and config.matching.training == TrainingConfig()
+    assert config.survivorship == SurvivorshipConfig()
+    assert (config.cannot_link, config.quality, config.serve) == (CannotLinkConfig(), QualityConfig(), ServeConfig())
+    assert config.storage == StorageConfig(warehouse="./lakehouse")
+    crm = config.sources[0]
+    assert (crm.format, crm.change_tracking, crm.priority, crm.options) == ("delta", "snapshot", 100, {})

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,8 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-import yaml
 from deltalake import DeltaTable
 
 from resolution import schemas as S
@@ -26,49 +23,12 @@ from resolution.config import load_config
 from resolution.pipeline import run_pipeline
 from resolution.realtime.inbox import Inbox, inbox_row
 from resolution.realtime.service import ResolveService, create_app
-from tests.incremental_harness import sample_pipeline_file
-
-QUIET = {"report": lambda line: None}
-def _config_file(folder: Path, **serve) -> Path:
-    path = sample_pipeline_file(folder)
-    document = yaml.safe_load(path.read_text())
-    document["serve"] = {"inbox_source": "online", "refresh_seconds": 0.5, "compact_every_commits": 2, **serve}
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """The app on a real uvicorn server in a thread, on a free loopback port."""
-
-    def __init__(self, app):
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
-
-    def resolve(self, source, source_id, **data):
-        return self.client.post("/v1/resolve", json={"source": source, "source_id": source_id, "data": data})
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+from tests.conftest import QUIET, Server, free_port, serve_config_file
 
 
 @pytest.fixture(scope="module")
-def served(spark, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("serve")
-    path = _config_file(folder)
-    config = load_config(path, {"warehouse": str(folder / "lakehouse")})
-    run_pipeline(spark, config, **QUIET)
+def served(published_sample, tmp_path_factory):
+    config = published_sample(tmp_path_factory.mktemp("serve"))
     service = ResolveService(config)
     server = Server(create_app(config, service))
     yield config, service, server
@@ -174,7 +134,7 @@ def test_a_body_sent_in_chunks_is_limited_too(served):
 
 def test_the_inbox_log_is_cleaned_up_after_its_retention(tmp_path):
     """No Spark: the inbox alone, maintained every 2 commits with a 1-second log retention."""
-    config = load_config(_config_file(tmp_path, inbox_log_retention="interval 1 second"),
+    config = load_config(serve_config_file(tmp_path, inbox_log_retention="interval 1 second"),
                          {"warehouse": str(tmp_path / "lakehouse")})
     inbox = Inbox(config)
     log = Path(inbox.source.location) / "_delta_log"
@@ -200,7 +160,7 @@ def test_the_inbox_log_is_cleaned_up_after_its_retention(tmp_path):
 
 def test_storage_trouble_is_a_503_within_the_timeout_and_the_retry_is_idempotent(spark, served, tmp_path):
     config, service, _ = served
-    impatient = ResolveService(load_config(_config_file(tmp_path, timeout_seconds=0.001),
+    impatient = ResolveService(load_config(serve_config_file(tmp_path, timeout_seconds=0.001),
                                            {"warehouse": config.storage.warehouse}))
     server = Server(create_app(impatient.config, impatient))
     try:
@@ -215,7 +175,7 @@ def test_storage_trouble_is_a_503_within_the_timeout_and_the_retry_is_idempotent
         assert list(inbox.record_id).count("web:t1") == 1
     finally:
         server.stop()
-    missing = ResolveService(load_config(_config_file(tmp_path), {"warehouse": str(tmp_path / "empty")}))
+    missing = ResolveService(load_config(serve_config_file(tmp_path), {"warehouse": str(tmp_path / "empty")}))
     server = Server(create_app(missing.config, missing))
     try:
         assert server.client.get("/health").status_code == 503
@@ -234,9 +194,9 @@ def test_the_next_batch_run_agrees_and_a_killed_service_loses_nothing(spark, ser
     assert answers == {"k1": "crm:C003", "k2": "online:web:k2"}
 
     # `idr serve` in its own process, killed with SIGKILL right after answering
-    port = _free_port()
+    port = free_port()
     config_file = tmp_path / "pipeline.yml"
-    config_file.write_text(_config_file(tmp_path).read_text().replace("${warehouse}", config.storage.warehouse))
+    config_file.write_text(serve_config_file(tmp_path).read_text().replace("${warehouse}", config.storage.warehouse))
     process = subprocess.Popen(
         [sys.executable, "-m", "resolution.cli", "serve", "--config", str(config_file), "--port", str(port)],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},

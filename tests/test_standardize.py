@@ -9,7 +9,8 @@ import pytest
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
 
 from resolution.config import parse_config
-from resolution.standardize import standardize_email, standardize_records
+from resolution.rules import standardize_email
+from resolution.standardize import standardize_records
 
 RAW_SCHEMA = StructType(
     [

@@ -29,9 +29,19 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-# The constraint a cut names: "different:<attribute>", "unique_source:<source>", "rejected"
-DIFFERENT = "different"
-UNIQUE_SOURCE = "unique_source"
+from resolution.rules import cannot_link_conflict, cannot_link_violated
+from resolution.schemas import (
+    CUT_BY,
+    DETAIL,
+    MATCH_WEIGHT,
+    RECORD_KEY,
+    RECORD_KEY_L,
+    RECORD_KEY_R,
+    SOURCE,
+)
+
+# The constraint a cut names: "different:<attribute>", "unique_source:<source>" (see
+# resolution.rules) or "rejected"
 REJECTED = "rejected"
 # Weights equal to this many decimals tie (and fall back to record keys): a pair rescored in
 # another run may differ in its last bits, which must not reorder the links.
@@ -79,14 +89,9 @@ class _Cluster:
 
     def conflict(self, other: _Cluster, attributes: Sequence[str]) -> tuple[str, str] | None:
         """The first constraint joining ``other`` would break, as (constraint, detail)."""
-        for name in attributes:
-            mine, theirs = self.values.get(name), other.values.get(name)
-            if mine is not None and theirs is not None and mine != theirs:
-                low, high = sorted((mine, theirs))
-                return f"{DIFFERENT}:{name}", f"{name} {low} <> {high}"
-        for source in sorted(self.sources.keys() & other.sources.keys()):
-            low, high = sorted((self.sources[source], other.sources[source]))
-            return f"{UNIQUE_SOURCE}:{source}", f"{source} is duplicate-free: {low} and {high}"
+        broken = cannot_link_conflict(self.values, other.values, self.sources, other.sources, attributes=attributes)
+        if broken is not None:
+            return broken
         crossing = sorted(self.rejected & other.members) or sorted(other.rejected & self.members)
         if crossing:
             return REJECTED, f"a reviewer rejected a pair with {crossing[0]}"
@@ -169,8 +174,6 @@ def split_component(
 # ------------------------------------------------------------------------------------ on Spark
 
 CLUSTER = "cluster"
-CUT_BY = "cut_by"
-DETAIL = "detail"
 REJECTED_WITH = "rejected_with"
 _KIND, _LEFT, _RIGHT = "__kind", "__left", "__right"
 _SPLIT_SCHEMA = (
@@ -184,18 +187,18 @@ def _split_groups(attributes: Sequence[str], unique_sources: Collection[str]):
 
     def split(records: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
         members = [
-            Record(row["record_key"], row["source"], {name: row[name] for name in attributes})
+            Record(row[RECORD_KEY], row[SOURCE], {name: row[name] for name in attributes})
             for row in records.astype(object).where(records.notna(), None).to_dict("records")
         ]
         rejected = [
-            (row["record_key"], partner)
+            (row[RECORD_KEY], partner)
             for row in records.to_dict("records")
             for partner in (row[REJECTED_WITH] if row[REJECTED_WITH] is not None else ())
         ]
-        weights = links["match_weight"].astype(object).where(links["match_weight"].notna(), None)
+        weights = links[MATCH_WEIGHT].astype(object).where(links[MATCH_WEIGHT].notna(), None)
         followed = [
             Link(left, right, weight)
-            for left, right, weight in zip(links["record_key_l"], links["record_key_r"], weights, strict=True)
+            for left, right, weight in zip(links[RECORD_KEY_L], links[RECORD_KEY_R], weights, strict=True)
         ]
         labels, cuts = split_component(
             members, followed, attributes=attributes, unique_sources=unique_sources, rejected_pairs=rejected
@@ -225,35 +228,31 @@ def constrain_clusters(
     ``record_key_l, record_key_r, cut_by, detail``. Only the clusters that break a
     constraint reach Python, one cogrouped pandas call per cluster.
     """
-    key, source, cluster = F.col("record_key"), F.col("source"), F.col(CLUSTER)
+    key, source, cluster = F.col(RECORD_KEY), F.col(SOURCE), F.col(CLUSTER)
     pairs = rejected_pairs if rejected_pairs is not None else records.sparkSession.createDataFrame(
-        [], "record_key_l string, record_key_r string"
+        [], f"{RECORD_KEY_L} string, {RECORD_KEY_R} string"
     )
-    both_ways = pairs.select("record_key_l", "record_key_r").unionByName(
-        pairs.select(F.col("record_key_r").alias("record_key_l"), F.col("record_key_l").alias("record_key_r"))
+    both_ways = pairs.select(RECORD_KEY_L, RECORD_KEY_R).unionByName(
+        pairs.select(F.col(RECORD_KEY_R).alias(RECORD_KEY_L), F.col(RECORD_KEY_L).alias(RECORD_KEY_R))
     )
-    partners = both_ways.groupBy(F.col("record_key_l").alias("record_key")).agg(
-        F.array_sort(F.collect_set("record_key_r")).alias(REJECTED_WITH)
+    partners = both_ways.groupBy(F.col(RECORD_KEY_L).alias(RECORD_KEY)).agg(
+        F.array_sort(F.collect_set(RECORD_KEY_R)).alias(REJECTED_WITH)
     )
     held = records.select(
         key, source, cluster, *[F.col(name).cast("string").alias(name) for name in attributes]
-    ).join(partners, "record_key", "left")
+    ).join(partners, RECORD_KEY, "left")
     # a cluster breaks a constraint when it holds two values of an attribute, two records of a
     # duplicate-free source, or both records of a rejected pair
-    partner_cluster = held.select(F.col("record_key").alias("__partner"), F.col(CLUSTER).alias("__partner_cluster"))
+    partner_cluster = held.select(F.col(RECORD_KEY).alias("__partner"), F.col(CLUSTER).alias("__partner_cluster"))
     rejected_inside = (
         held.select(key, cluster, F.explode(REJECTED_WITH).alias("__partner"))
         .join(partner_cluster, "__partner")
         .filter(F.col("__partner_cluster") == cluster)
         .select(cluster)
     )
-    checks = [F.countDistinct(name) > 1 for name in attributes]
-    checks += [F.sum((source == name).cast("int")) > 1 for name in unique_sources]
+    violated = cannot_link_violated(attributes, unique_sources)
     breaking = rejected_inside
-    if checks:
-        violated = checks[0]
-        for check in checks[1:]:
-            violated = violated | check
+    if violated is not None:
         breaking = held.groupBy(cluster).agg(violated.alias("__violated")).filter("__violated").select(
             cluster
         ).unionByName(rejected_inside)
@@ -262,10 +261,10 @@ def constrain_clusters(
     # the links side names its cluster column apart: both sides derive from ``held``, and
     # Spark refuses a cogroup whose two grouping columns are one column of one plan
     link_cluster = "__link_cluster"
-    cluster_of_left = held.select(F.col("record_key").alias("record_key_l"), cluster.alias(link_cluster))
+    cluster_of_left = held.select(F.col(RECORD_KEY).alias(RECORD_KEY_L), cluster.alias(link_cluster))
     split_links = (
-        links.select("record_key_l", "record_key_r", F.col("match_weight").cast("double").alias("match_weight"))
-        .join(cluster_of_left, "record_key_l")
+        links.select(RECORD_KEY_L, RECORD_KEY_R, F.col(MATCH_WEIGHT).cast("double").alias(MATCH_WEIGHT))
+        .join(cluster_of_left, RECORD_KEY_L)
         .join(breaking.select(cluster.alias(link_cluster)), link_cluster, "left_semi")
     )
     # Labels and cuts are both read from this output: a lazy local checkpoint keeps the first
@@ -277,12 +276,12 @@ def constrain_clusters(
         .localCheckpoint(eager=False)
     )
     relabelled = out.filter(F.col(_KIND) == "label").select(
-        F.col(_LEFT).alias("record_key"), F.col(_RIGHT).alias("__split_cluster")
+        F.col(_LEFT).alias(RECORD_KEY), F.col(_RIGHT).alias("__split_cluster")
     )
-    labels = records.join(relabelled, "record_key", "left").select(
-        "record_key", F.coalesce(F.col("__split_cluster"), cluster).alias(CLUSTER)
+    labels = records.join(relabelled, RECORD_KEY, "left").select(
+        RECORD_KEY, F.coalesce(F.col("__split_cluster"), cluster).alias(CLUSTER)
     )
     cuts = out.filter(F.col(_KIND) == "cut").select(
-        F.col(_LEFT).alias("record_key_l"), F.col(_RIGHT).alias("record_key_r"), CUT_BY, DETAIL
+        F.col(_LEFT).alias(RECORD_KEY_L), F.col(_RIGHT).alias(RECORD_KEY_R), CUT_BY, DETAIL
     )
     return labels, cuts

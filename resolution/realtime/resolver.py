@@ -5,29 +5,41 @@ records than ``max_group_size``, take the candidates of the identifier rules and
 rules, score them with the model, classify (an identifier rule's pair is a link, else the
 thresholds), then apply the id policy: linked to existing entities, the oldest of them (by its
 anchor record) keeps its id; linked to none, the record anchors a new entity named by its own
-record key. Records accepted since the published state was loaded are an overlay searched the
-same way, so a second record of a new person finds the first.
+record key. Reviewers' decisions apply as in the batch: a pair a reviewer accepted is a link
+(rule ``accepted`` when neither a rule nor the model links it), a rejected pair is a cannot-link
+constraint (never linked, and no entity holding one of its records is joined to the other).
+Records accepted since the published state was loaded are an overlay searched the same way, so
+a second record of a new person finds the first.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime
 
 import numpy as np
 
 from resolution import schemas as S
-from resolution.config import Config
+from resolution.config import CannotLinkConfig, Config
 from resolution.realtime.scorer import OnlineScorer
 from resolution.realtime.standardize import Standardizer
 from resolution.realtime.state import (
     PublishedState,
+    ReviewDecisions,
     composite_key,
-    key_text,
     model_columns,
     nickname_group,
+)
+from resolution.rules import (
+    anchor_key,
+    cannot_link_conflict,
+    edge_rule,
+    edge_status,
+    is_oversized,
+    key_text,
 )
 from resolution.scoring import NICKNAMES_SUFFIX
 from resolution.store.inbox import inbox_source
@@ -191,23 +203,15 @@ class Resolver:
         candidates = state.rows(rows) + pending
         masked = self._mask_oversized(state, record, candidates)
         scored = self._score(state, masked[0], masked[1:])
-        matches = []
-        for candidate, original in zip(masked[1:], candidates, strict=True):
-            rule = self._rule(masked[0], candidate)
-            if rule is None:
-                continue
-            weight, probability = scored.get(candidate[S.RECORD_KEY], (None, None))
-            if rule != S.MODEL_RULE or (probability is not None and probability >= self.config.matching.link_threshold):
-                status = S.LINK
-            elif probability is not None and probability >= self.config.matching.review_threshold:
-                status = S.REVIEW
-            else:
-                continue
-            matches.append(Match(original[S.RECORD_KEY], original[S.SOURCE], original[S.ENTITY_ID], rule, status,
-                                 probability, weight))
-        matches.sort(key=lambda m: (m.status != S.LINK, -(m.match_weight or -1e9), m.record_key))
+        matches = [
+            match
+            for candidate, original in zip(masked[1:], candidates, strict=True)
+            if (match := self._match(masked[0], candidate, original, scored, state.decisions)) is not None
+        ]
+        # strongest first, a reviewer's acceptance strongest of all (as the batch's clustering)
+        matches.sort(key=lambda m: (m.status != S.LINK, -_strength(m), m.record_key))
         entity_id = self._entity(state, record, [m for m in matches if m.status == S.LINK])
-        links = [m.match_probability or 0.0 for m in matches if m.status == S.LINK and m.entity_id == entity_id]
+        links = [_confidence(m) for m in matches if m.status == S.LINK and m.entity_id == entity_id]
         reviews = [m.match_probability or 0.0 for m in matches if m.status == S.REVIEW]
         if entity_id is not None:
             answer = Resolution(key, entity_id, FOUND, False, max(links, default=1.0), matches)
@@ -219,6 +223,29 @@ class Resolver:
         record["__answer"] = answer
         record["__indexed"] = self._index_entries(record)
         return answer, record
+
+    def _match(self, record: dict, candidate: dict, original: dict, scored: dict,
+               decisions: ReviewDecisions) -> Match | None:
+        """The pair's edge as the batch classifies it (``matching.classify_edges``) with the
+        reviewers' decisions: rejected, no edge (not linked, not waiting for a reviewer);
+        accepted, a link. ``candidate`` is ``original`` with oversized identifier values masked."""
+        key, partner = record[S.RECORD_KEY], original[S.RECORD_KEY]
+        if partner in decisions.rejected_with(key):
+            return None
+        accepted = partner in decisions.accepted_with(key)
+        rule = self._rule(record, candidate)
+        if rule is None and not accepted:
+            return None
+        # an accepted pair no rule found is an accepted link without a score, as in the batch
+        weight, probability = scored.get(partner, (None, None)) if rule is not None else (None, None)
+        matching = self.config.matching
+        status = edge_status(rule or S.ACCEPTED_RULE, probability, accepted,
+                             link_threshold=matching.link_threshold, review_threshold=matching.review_threshold)
+        if status is None:
+            return None
+        # the model's score, if any, kept as evidence of an accepted link
+        rule = edge_rule(rule, probability, accepted, link_threshold=matching.link_threshold) if rule else S.ACCEPTED_RULE
+        return Match(partner, original[S.SOURCE], original[S.ENTITY_ID], rule, status, probability, weight)
 
     def _index_entries(self, record: dict) -> list[tuple[str, str]]:
         entries = [(rule.attribute, key_text(record.get(rule.attribute))) for rule in self.rules]
@@ -235,7 +262,11 @@ class Resolver:
             value = composite_key([record.get(c) for c in rule])
             found.append(state.blocking_index[rule].lookup(value))
             pending.update(self.overlay.lookup("|".join(rule), value))
-        rows = np.unique(np.concatenate(found)) if found else np.array([], dtype=np.int64)
+        # records a reviewer accepted with this one pair with it whatever its values (if live)
+        accepted = sorted(state.decisions.accepted_with(record[S.RECORD_KEY]))
+        found.append(np.array([state.key_row[k] for k in accepted if k in state.key_row], dtype=np.int64))
+        pending.update(k for k in accepted if k in self.overlay.records)
+        rows = np.unique(np.concatenate(found))
         pending.discard(record[S.RECORD_KEY])
         # a pending record the state already holds (a reload between swap and prune) counts once
         pending = {k for k in pending if k not in state.key_row}
@@ -257,7 +288,7 @@ class Resolver:
                     continue
                 if value not in sizes:
                     sizes[value] = self._group_size(state, rule.attribute, value) + (value == mine)
-                if sizes[value] > rule.max_group_size:
+                if is_oversized(sizes[value], rule):
                     row[rule.attribute] = None
         return masked
 
@@ -285,20 +316,20 @@ class Resolver:
         return state.rows(state.entity_index.lookup(entity_id)) + self.overlay.members(entity_id)
 
     def _conflict(self, state: PublishedState, group: list[dict], entity_id: str) -> bool:
-        """Would joining ``entity_id`` to ``group`` break a cannot-link constraint?"""
-        constraints = self.config.cannot_link
-        if not constraints:
+        """Would joining ``entity_id`` to ``group`` break a cannot-link constraint (a rejected
+        pair between them included)?"""
+        constraints, decisions = self.config.cannot_link, state.decisions
+        if not constraints and not decisions.rejected:
             return False
         members = self._members(state, entity_id)
-        for attribute in constraints.attributes:
-            mine = {key_text(r.get(attribute)) for r in group} - {None}
-            theirs = {key_text(r.get(attribute)) for r in members} - {None}
-            if mine and theirs and mine != theirs:
-                return True
-        for source in constraints.unique_sources:
-            if any(r[S.SOURCE] == source for r in group) and any(r[S.SOURCE] == source for r in members):
-                return True
-        return False
+        refused = set().union(*(decisions.rejected_with(r[S.RECORD_KEY]) for r in group))
+        if any(member[S.RECORD_KEY] in refused for member in members):
+            return True
+        if not constraints:
+            return False
+        (mine, mine_sources), (theirs, theirs_sources) = (_constrained(rows, constraints) for rows in (group, members))
+        return cannot_link_conflict(mine, theirs, mine_sources, theirs_sources,
+                                    attributes=constraints.attributes) is not None
 
     def _entity(self, state: PublishedState, record: dict, links: list[Match]) -> str | None:
         """The entity the record joins: the oldest of the entities it links to (an entity of
@@ -322,23 +353,33 @@ class Resolver:
         rows = state.rows(state.entity_index.lookup(entity_id))
         anchors = [r for r in rows if r[S.IS_PRIMARY]] or rows
         if anchors:
-            anchor = anchors[0]
-            return (0, _utc(anchor[S.SOURCE_TIMESTAMP]), anchor[S.SOURCE_PRIORITY], anchor[S.RECORD_KEY])
-        pending = sorted(self.overlay.members(entity_id),
-                         key=lambda r: (_utc(r[S.SOURCE_TIMESTAMP]), r[S.SOURCE_PRIORITY], r[S.RECORD_KEY]))
-        anchor = pending[0]
-        return (1, _utc(anchor[S.SOURCE_TIMESTAMP]), anchor[S.SOURCE_PRIORITY], anchor[S.RECORD_KEY])
+            return (0, *anchor_key(anchors[0]))
+        return (1, *min(anchor_key(r) for r in self.overlay.members(entity_id)))
 
 
-_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+def _constrained(rows: list[dict], constraints: CannotLinkConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """A group's values of the constrained attributes and its records of duplicate-free
+    sources, first seen first, as the batch's constrained clustering keeps them."""
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for row in rows:
+        for name in constraints.attributes:
+            text = key_text(row.get(name))
+            if text is not None:
+                values.setdefault(name, text)
+        if row[S.SOURCE] in constraints.unique_sources:
+            sources.setdefault(row[S.SOURCE], row[S.RECORD_KEY])
+    return values, sources
 
 
-def _utc(moment) -> datetime:
-    """Timestamps compare in UTC; a record without one is the youngest (nulls last, as in the batch)."""
-    if moment is None:
-        return _LATEST
-    if isinstance(moment, datetime):
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    if isinstance(moment, date):
-        return datetime(moment.year, moment.month, moment.day, tzinfo=timezone.utc)
-    return _LATEST
+def _strength(match: Match) -> float:
+    """A link's rank for the id policy: the batch clusters accepted links first (infinite
+    weight), then by match weight (unscored last)."""
+    if match.rule == S.ACCEPTED_RULE:
+        return math.inf
+    return match.match_weight or -1e9
+
+
+def _confidence(match: Match) -> float:
+    """A link's share of the answer's confidence: a reviewer's acceptance is certain."""
+    return 1.0 if match.rule == S.ACCEPTED_RULE else match.match_probability or 0.0

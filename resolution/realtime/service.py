@@ -4,9 +4,14 @@
   the record belongs to (``found``), or a new one (``new``, or ``review`` when uncertain pairs
   wait for a reviewer). Unless ``persist`` is false the record is committed to the inbox before
   the answer, so the next batch run ingests it.
-- ``GET /v1/entities/{entity_id}``: the golden profile and the member records.
+- ``GET /v1/entities/{entity_id}``: the golden profile and the member records (404: none).
 - ``GET /health``: state versions and size (503 until a state is loaded); ``GET /metrics``:
-  Prometheus metrics (latency histogram, outcomes by status, errors by kind).
+  Prometheus metrics as text (latency histogram, outcomes by status, errors by kind).
+
+Every error is ``{"error": message}``: 400 for a request the service refuses (validation
+included: it names the field; a body over ``serve.max_payload_bytes``), 404, 503 when the
+state or the inbox is unavailable. The OpenAPI schema lists exactly these (FastAPI's default
+422 is never sent, so it is left out), and ``tests/test_realtime_contract.py`` fuzzes it.
 
 The published tables are re-read in the background when a run commits newer versions; the
 service keeps answering from the previous state meanwhile.
@@ -28,11 +33,11 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -42,11 +47,18 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resolution.config import Config
 from resolution.realtime.inbox import Inbox, inbox_row
-from resolution.realtime.resolver import RequestError, Resolution, Resolver, UnavailableError
+from resolution.realtime.resolver import (
+    MAX_TEXT,
+    RequestError,
+    Resolution,
+    Resolver,
+    UnavailableError,
+)
 from resolution.realtime.scorer import OnlineScorer
 from resolution.realtime.state import StateHolder
 
@@ -55,28 +67,48 @@ logger = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+# A source or source_id: 1 to MAX_TEXT characters, not only blanks. Pydantic checks the lengths;
+# the resolver checks blanks (its message names the field), so the pattern is stated, not run.
+_NAME = {"min_length": 1, "max_length": MAX_TEXT, "json_schema_extra": {"pattern": r"\S"}}
+# A data value: text (up to MAX_TEXT characters), a number, or null (left out); the names are
+# the inbox source's attributes, filled in per config by _openapi.
+_DATA_VALUE = {"anyOf": [{"type": "string", "maxLength": MAX_TEXT}, {"type": "number"}, {"type": "null"}]}
+
+
 class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(description="the system the record comes from, e.g. checkout")
-    source_id: str = Field(description="the record's id in that system")
-    data: dict[str, Any] = Field(description="standard attribute -> raw value, e.g. {\"email\": \"Ann@X.org\"}")
+    source: str = Field(description="the system the record comes from, e.g. checkout (not blank)", **_NAME)
+    source_id: str = Field(description="the record's id in that system (not blank)", **_NAME)
+    data: dict[str, Any] = Field(
+        description="standard attribute -> raw value, e.g. {\"email\": \"Ann@X.org\"}; at least one "
+        "identifier or blocking attribute, each value valid for its kind",
+        json_schema_extra={"additionalProperties": _DATA_VALUE},
+    )
     persist: bool = Field(True, description="commit the record to the inbox (false: only look up)")
+
+
+class ErrorAnswer(BaseModel):
+    error: str = Field(description="what went wrong (a 400 names the field at fault)")
 
 
 class MatchAnswer(BaseModel):
     record_key: str = Field(description="the matched record (source:source_id)")
     source: str
     entity_id: str = Field(description="the matched record's entity")
-    match_probability: float | None = Field(description="the model's probability (1.0 for the record itself)")
-    rule: str = Field(description="the identifier rule that links them, or model")
-    status: str = Field(description="link or review")
+    match_probability: float | None = Field(
+        description="the model's probability (1.0 for the record itself; null: not scored)"
+    )
+    rule: str = Field(description="the identifier rule that links them, model, or accepted (by a reviewer)")
+    status: Literal["link", "review"]
 
 
 class ResolveAnswer(BaseModel):
     record_key: str = Field(description="the key the batch will give the record")
     entity_id: str = Field(description="the entity the record belongs to (new: its own record key)")
-    status: str = Field(description="found | review (new, with pairs waiting for a reviewer) | new")
+    status: Literal["found", "review", "new"] = Field(
+        description="found | review (new, with pairs waiting for a reviewer) | new"
+    )
     is_new: bool
     confidence: float = Field(description="the strongest link's probability (found), review pair's (review), 0 (new)")
     matched: list[MatchAnswer]
@@ -84,6 +116,26 @@ class ResolveAnswer(BaseModel):
     known: bool = Field(description="the record was already known (an earlier call or a batch record)")
     ignored: list[str] = Field(description="junk values left out, e.g. email:excluded")
     latency_ms: float = Field(description="time spent in the service")
+
+
+class EntityAnswer(BaseModel):
+    entity_id: str
+    profile: dict[str, Any] | None = Field(description="the golden profile (null: pending, no batch run yet)")
+    pending: bool = Field(description="only records accepted since the last batch run")
+    records: list[dict[str, Any]] = Field(description="the member records, as the batch standardized them")
+
+
+class LoadedState(BaseModel):
+    versions: dict[str, int] = Field(description="the version of each published table read")
+    records: int
+    loaded_at: datetime
+
+
+class HealthAnswer(BaseModel):
+    status: Literal["ok", "degraded"] = Field(description="degraded: the last refresh failed (see error)")
+    state: LoadedState | None = Field(description="null until a state is loaded (then 503)")
+    pending_records: int = Field(description="accepted records the next batch run will ingest")
+    error: str | None
 
 
 class Metrics:
@@ -346,6 +398,10 @@ def _answer(resolution: Resolution, *, stored: bool, started: float) -> dict:
     }
 
 
+def _error(status: int, description: str) -> dict:
+    return {status: {"model": ErrorAnswer, "description": description}}
+
+
 def create_app(config: Config, service: ResolveService | None = None) -> FastAPI:
     """The FastAPI application of ``config`` (builds a :class:`ResolveService` unless given)."""
     service = service or ResolveService(config)
@@ -355,16 +411,27 @@ def create_app(config: Config, service: ResolveService | None = None) -> FastAPI
         version="1",
     )
     app.state.service = service
+    error = _error_handlers(app, service)
+    app.add_middleware(PayloadLimit, limit=config.serve.max_payload_bytes, refuse=lambda size: error(
+        400, "bad_request", f"payload of {size} bytes is larger than {config.serve.max_payload_bytes}"))
+    _resolve_routes(app, service, error)
+    _status_routes(app, service)
+    app.openapi = _openapi(app, service)
+
+    @app.on_event("shutdown")
+    def stop():
+        service.close()
+
+    return app
+
+
+def _error_handlers(app: FastAPI, service: ResolveService):
+    """Errors as ``{"error": message}``, counted by kind; returns the function that makes one."""
     metrics = service.metrics
 
     def error(status: int, kind: str, message: str) -> JSONResponse:
         metrics.errors.labels(kind).inc()
         return JSONResponse({"error": message}, status_code=status)
-
-    def too_large(size: str) -> JSONResponse:
-        return error(400, "bad_request", f"payload of {size} bytes is larger than {config.serve.max_payload_bytes}")
-
-    app.add_middleware(PayloadLimit, limit=config.serve.max_payload_bytes, refuse=too_large)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -376,9 +443,23 @@ def create_app(config: Config, service: ResolveService | None = None) -> FastAPI
         )
         return error(400, "bad_request", problems)
 
+    @app.exception_handler(HTTPException)
+    async def routing(request: Request, exc: HTTPException):  # no such path (404), method (405)
+        kind = "not_found" if exc.status_code == 404 else "bad_request"
+        response = error(exc.status_code, kind, f"{request.method} {request.url.path}: {exc.detail}")
+        response.headers.update(exc.headers or {})
+        return response
+
+    return error
+
+
+def _resolve_routes(app: FastAPI, service: ResolveService, error) -> None:
+    metrics = service.metrics
+
     @app.post("/v1/resolve", summary="Resolve one record to its entity", response_model=ResolveAnswer,
-              responses={400: {"description": "the request names the field at fault"},
-                         503: {"description": "state or inbox unavailable, or the commit timed out: retry"}})
+              responses={**_error(400, "the request is refused (validation, payload over the limit): the "
+                                  "message names the field at fault"),
+                         **_error(503, "state or inbox unavailable, or the commit timed out: retry")})
     async def resolve(request: ResolveRequest):
         started = time.perf_counter()
         try:
@@ -395,7 +476,11 @@ def create_app(config: Config, service: ResolveService | None = None) -> FastAPI
         metrics.latency.labels(resolution.status).observe(time.perf_counter() - started)
         return JSONResponse(answer)  # a Response: FastAPI does not validate it again
 
-    @app.get("/v1/entities/{entity_id}", summary="An entity's golden profile and member records")
+    # an entity id is a record key, whose source_id may hold a "/": the path converter keeps it
+    @app.get("/v1/entities/{entity_id:path}", summary="An entity's golden profile and member records",
+             response_model=EntityAnswer,
+             responses={**_error(404, "no such entity (merged away? see entity_lineage)"),
+                        **_error(503, "published state unavailable: retry")})
     async def entity(entity_id: str):
         try:
             found = service.entity(entity_id)
@@ -405,7 +490,10 @@ def create_app(config: Config, service: ResolveService | None = None) -> FastAPI
             return error(404, "not_found", f"no entity {entity_id!r} (merged away? see entity_lineage)")
         return JSONResponse(_json(found))
 
-    @app.get("/health", summary="Loaded state and pending records")
+
+def _status_routes(app: FastAPI, service: ResolveService) -> None:
+    @app.get("/health", summary="Loaded state and pending records", response_model=HealthAnswer,
+             responses={503: {"model": HealthAnswer, "description": "no state loaded (yet)"}})
     async def health():
         state = service.holder.state
         body = {
@@ -417,15 +505,30 @@ def create_app(config: Config, service: ResolveService | None = None) -> FastAPI
         }
         return JSONResponse(body, status_code=200 if state is not None else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
+             responses={200: {"description": "the Prometheus text exposition format"}})
     async def prometheus():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.on_event("shutdown")
-    def stop():
-        service.close()
 
-    return app
+def _openapi(app: FastAPI, service: ResolveService):
+    """FastAPI's schema, made to say what the service does: validation errors are 400s (not
+    the 422 FastAPI lists by default), ``data`` takes the inbox source's attributes only."""
+
+    def schema() -> dict:
+        if app.openapi_schema is None:
+            document = FastAPI.openapi(app)
+            for operations in document["paths"].values():
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
+            components = document["components"]["schemas"]
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
+            data = components["ResolveRequest"]["properties"]["data"]
+            data["propertyNames"] = {"enum": sorted(service.resolver.inbox.columns)}
+        return app.openapi_schema
+
+    return schema
 
 
 def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "warning") -> None:

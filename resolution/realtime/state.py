@@ -8,17 +8,21 @@ object per value.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from functools import cache
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 
 from resolution import schemas as S
 from resolution.config import Config
+from resolution.review import latest_decisions_of
+from resolution.rules import key_text
 from resolution.scoring import NICKNAMES_SUFFIX
 
 SEPARATOR = "\x1f"  # between the values of a multi-column blocking key
@@ -26,17 +30,6 @@ SEPARATOR = "\x1f"  # between the values of a multi-column blocking key
 
 class StateError(RuntimeError):
     """The published tables cannot be read (missing, unreachable, not a warehouse of paths)."""
-
-
-def key_text(value) -> str | None:
-    """A value as index key text, as Arrow casts it to string (dates ISO), None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
 
 
 def composite_key(values) -> str | None:
@@ -96,14 +89,53 @@ def table_path(config: Config, table: str) -> str:
 
 
 def table_versions(config: Config) -> dict[str, int]:
-    """The current version of each table the state is built from (cheap: reads the log only)."""
+    """The current version of each table the state is built from (cheap: reads the log only).
+
+    ``review_decisions`` is there only once a reviewer decided a pair (no table: no decisions).
+    """
     versions = {}
-    for table in (S.SOURCE_RECORDS, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES):
+    for table in (S.SOURCE_RECORDS, S.RESOLVED_MEMBERSHIP, S.GOLDEN_PROFILES, S.REVIEW_DECISIONS):
         try:
             versions[table] = DeltaTable(table_path(config, table)).version()
         except Exception as error:  # TableNotFoundError, an unreachable object store, ...
+            if table == S.REVIEW_DECISIONS and isinstance(error, TableNotFoundError):
+                continue  # no reviewer decided a pair yet
             raise StateError(f"cannot read {table_path(config, table)}: {error}") from error
     return versions
+
+
+# review_decisions columns the service reads (S.REVIEW_DECISIONS_SCHEMA)
+@dataclass(frozen=True)
+class ReviewDecisions:
+    """Reviewers' decisions by record key: the records each one was accepted or rejected with."""
+
+    accepted: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    rejected: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, latest: Mapping[tuple[str, str], str]) -> ReviewDecisions:
+        """Index :func:`resolution.review.latest_decisions_of` by record key, both ways."""
+        partners: dict[str, dict[str, set[str]]] = {S.ACCEPT: {}, S.REJECT: {}}
+        for (left, right), decision in latest.items():
+            partners[decision].setdefault(left, set()).add(right)
+            partners[decision].setdefault(right, set()).add(left)
+        frozen = {d: {key: frozenset(keys) for key, keys in by_key.items()} for d, by_key in partners.items()}
+        return cls(accepted=frozen[S.ACCEPT], rejected=frozen[S.REJECT])
+
+    def accepted_with(self, key: str) -> frozenset[str]:
+        return self.accepted.get(key, frozenset())
+
+    def rejected_with(self, key: str) -> frozenset[str]:
+        return self.rejected.get(key, frozenset())
+
+
+def load_decisions(config: Config, version: int | None) -> ReviewDecisions:
+    """The latest decision per pair at ``version`` of ``review_decisions`` (None: no table yet)."""
+    if version is None:
+        return ReviewDecisions()
+    table = DeltaTable(table_path(config, S.REVIEW_DECISIONS), version=version)
+    rows = table.to_pyarrow_table(columns=[S.RECORD_KEY_L, S.RECORD_KEY_R, S.DECISION, S.DECIDED_AT]).to_pylist()
+    return ReviewDecisions.of(latest_decisions_of(rows))
 
 
 @dataclass
@@ -119,13 +151,16 @@ class PublishedState:
     entity_index: ValueIndex
     golden: dict[str, dict]
     model_schema: pa.Schema  # record_key and the model's input columns, typed
-    loaded_at: datetime = field(default_factory=datetime.now)
+    decisions: ReviewDecisions = field(default_factory=ReviewDecisions)
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Python objects per column: taking a few hundred rows is then a numpy fancy index,
         # not an Arrow-to-Python conversion per value (the state costs more memory for it).
-        self.columns = {name: _objects(self.records.column(name)) for name in self.records.column_names}
+        # (A state copied with new decisions keeps its columns.)
+        if not self.columns:
+            self.columns = {name: _objects(self.records.column(name)) for name in self.records.column_names}
 
     @property
     def size(self) -> int:
@@ -160,7 +195,8 @@ def model_columns(config: Config) -> list[str]:
 
 
 def load_state(config: Config) -> PublishedState:
-    """Read the current versions of source_records, resolved_membership and golden_profiles."""
+    """Read the current versions of source_records, resolved_membership, golden_profiles and
+    review_decisions (when a reviewer decided a pair)."""
     versions = table_versions(config)
     attributes = model_columns(config)
     records = DeltaTable(table_path(config, S.SOURCE_RECORDS), version=versions[S.SOURCE_RECORDS]).to_pyarrow_table(
@@ -194,7 +230,13 @@ def load_state(config: Config) -> PublishedState:
             [S.RECORD_KEY, *config.matching.comparisons]
             + [a + NICKNAMES_SUFFIX for a, kind in config.matching.comparisons.items() if kind == "given_name"]
         ).schema,
+        decisions=load_decisions(config, versions.get(S.REVIEW_DECISIONS)),
     )
+
+
+def _only_decisions_moved(versions: dict[str, int], loaded: dict[str, int]) -> bool:
+    others = {table: version for table, version in versions.items() if table != S.REVIEW_DECISIONS}
+    return versions != loaded and others == {t: v for t, v in loaded.items() if t != S.REVIEW_DECISIONS}
 
 
 class StateHolder:
@@ -214,7 +256,13 @@ class StateHolder:
                 if self.state is not None and versions == self.state.versions:
                     self.error = None
                     return False
-                self.state = load_state(self.config)
+                if self.state is not None and _only_decisions_moved(versions, self.state.versions):
+                    # a reviewer decided: the records and their indexes stay, only decisions reload
+                    decisions = load_decisions(self.config, versions.get(S.REVIEW_DECISIONS))
+                    self.state = replace(self.state, versions=versions, decisions=decisions,
+                                         loaded_at=datetime.now(timezone.utc))
+                else:
+                    self.state = load_state(self.config)
                 self.error = None
                 return True
             except Exception as error:

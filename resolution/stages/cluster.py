@@ -73,7 +73,7 @@ def cluster(ctx: RunContext, scored: Scored) -> Clustered:
         clustered = ctx.held(
             clustered.drop(CLUSTER).join(labels, S.RECORD_KEY).select(*clustered.columns).transform(materialize)
         )
-    ctx.summary.edges_cut = count_map(cuts, "cut_by")
+    ctx.summary.edges_cut = count_map(cuts, S.CUT_BY)
     return Clustered(scored, old_membership, affected, region, clustered, old_touched_edges, kept_region_edges,
                      cuts, old_cuts)
 

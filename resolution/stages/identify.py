@@ -51,19 +51,24 @@ def identify(ctx: RunContext, clustered: Clustered) -> Identified:
     return identified
 
 
+def entity_totals(membership: DataFrame) -> tuple[int, int]:
+    """How many entities ``membership`` (``entity_id`` per record) holds, and the largest's size."""
+    sizes = membership.groupBy(S.ENTITY_ID).count()
+    totals = sizes.agg(F.count(F.lit(1)).alias("entities"), F.max("count").alias("largest")).first()
+    return int(totals["entities"]), int(totals["largest"] or 0)
+
+
 def _count_entities(ctx: RunContext, identified: Identified) -> None:
     summary, config = ctx.summary, ctx.config
-    sizes = identified.everyone.groupBy(S.ENTITY_ID).count()
-    totals = sizes.agg(F.count(F.lit(1)).alias("entities"), F.max("count").alias("largest")).first()
-    summary.entities, summary.largest_entity = int(totals["entities"]), int(totals["largest"] or 0)
+    summary.entities, summary.largest_entity = entity_totals(identified.everyone)
     summary.entities_created = (
         identified.membership.select(S.ENTITY_ID).distinct()
         .join(identified.clustered.old_membership.select(S.ENTITY_ID).distinct(), S.ENTITY_ID, "left_anti")
         .count()
     )
-    events = count_map(identified.lineage, "event")
-    summary.entities_merged = events.get("MERGED", 0)
-    summary.entities_split = events.get("SPLIT", 0)
+    events = count_map(identified.lineage, S.EVENT)
+    summary.entities_merged = events.get(S.MERGED, 0)
+    summary.entities_split = events.get(S.SPLIT, 0)
     if summary.largest_entity > config.matching.max_entity_size:
         logger.warning(
             "largest entity has %d records, above matching.max_entity_size=%d",

@@ -61,8 +61,8 @@ def review_pairs(edges: DataFrame, membership: DataFrame, *, rejected: DataFrame
         .drop(S.EDGE_STATUS)  # the queue's status column replaces the edge's
     )
     if rejected is None:
-        return pairs.withColumn("status", F.lit("open"))
-    flagged = rejected.select(S.RECORD_KEY_L, S.RECORD_KEY_R, F.lit("rejected").alias("status"))
+        return pairs.withColumn(S.STATUS, F.lit("open"))
+    flagged = rejected.select(S.RECORD_KEY_L, S.RECORD_KEY_R, F.lit("rejected").alias(S.STATUS))
     return pairs.join(flagged, [S.RECORD_KEY_L, S.RECORD_KEY_R], "left").withColumn(
-        "status", F.coalesce(F.col("status"), F.lit("open"))
+        S.STATUS, F.coalesce(F.col(S.STATUS), F.lit("open"))
     )

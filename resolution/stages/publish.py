@@ -12,6 +12,7 @@ from resolution.graph import edges_touching
 from resolution.outputs import DELETE_FLAG, changed_rows, stamp_run
 from resolution.sources import REJECT
 from resolution.stages.context import RunContext
+from resolution.stages.identify import entity_totals
 from resolution.stages.ingest import Captured
 from resolution.stages.profiles import Profiled
 from resolution.store import MergeMetrics
@@ -64,7 +65,7 @@ def _merge_rejected(ctx: RunContext, captured: Captured, *, when_empty: bool = T
     if when_empty or captured.counts.get(REJECT) or old_rejected.first() is not None:
         merge_changes(
             ctx, S.REJECTED_RECORDS, stamp_run(captured.rejected, schema=S.REJECTED_RECORDS_SCHEMA, **ctx.stamp),
-            old_rejected, S.REJECTED_RECORDS_SCHEMA, keys=[S.SOURCE, "raw_row"],
+            old_rejected, S.REJECTED_RECORDS_SCHEMA, keys=[S.SOURCE, S.RAW_ROW],
         )
 
 
@@ -81,9 +82,7 @@ def finish_unchanged(ctx: RunContext, captured: Captured, *, dry_run: bool) -> N
     summary.records_read = dict(sorted(count_map(captured.old_records, S.SOURCE).items()))
     summary.records_in = sum(summary.records_read.values())
     if store.exists(S.RESOLVED_MEMBERSHIP):
-        sizes = store.read(S.RESOLVED_MEMBERSHIP).groupBy(S.ENTITY_ID).count()
-        totals = sizes.agg(F.count(F.lit(1)).alias("entities"), F.max("count").alias("largest")).first()
-        summary.entities, summary.largest_entity = int(totals["entities"]), int(totals["largest"] or 0)
+        summary.entities, summary.largest_entity = entity_totals(store.read(S.RESOLVED_MEMBERSHIP))
     if dry_run:
         store.overwrite(S.DRY_RUN_CHANGES, ctx.spark.createDataFrame([], S.DRY_RUN_CHANGES_SCHEMA))
         ctx.progress.report(f"dry run: would change nothing. Details: table {S.DRY_RUN_CHANGES}")
@@ -99,21 +98,21 @@ def _write_lineage(ctx: RunContext, lineage: DataFrame, *, base_version: int | N
     """
     events = lineage.select(
         F.sha2(
-            F.concat_ws("|", S.ENTITY_ID, F.coalesce("other_entity_id", F.lit("")), "event",
+            F.concat_ws("|", S.ENTITY_ID, F.coalesce(S.OTHER_ENTITY_ID, F.lit("")), S.EVENT,
                         F.lit(str(base_version))),
             256,
-        ).alias("event_key"),
+        ).alias(S.EVENT_KEY),
         F.lit(ctx.summary.run_id).alias(S.RUN_ID),
         S.ENTITY_ID,
-        "other_entity_id",
-        "event",
-        F.col("record_count").cast("long"),
-        ctx.now.alias("occurred_at"),
+        S.OTHER_ENTITY_ID,
+        S.EVENT,
+        F.col(S.RECORD_COUNT).cast("long"),
+        ctx.now.alias(S.OCCURRED_AT),
     )
     ctx.store.create_if_missing(S.ENTITY_LINEAGE, S.ENTITY_LINEAGE_SCHEMA)
     if events.first() is not None:
-        current = ctx.store.read(S.ENTITY_LINEAGE).select("event_key")
-        fresh = events.join(current, "event_key", "left_anti")
+        current = ctx.store.read(S.ENTITY_LINEAGE).select(S.EVENT_KEY)
+        fresh = events.join(current, S.EVENT_KEY, "left_anti")
         if fresh.first() is not None:
             ctx.summary.rows_written[S.ENTITY_LINEAGE] = ctx.store.append(S.ENTITY_LINEAGE, fresh)
 
@@ -123,33 +122,34 @@ def dry_run(ctx: RunContext, profiled: Profiled) -> None:
     MERGED, SPLIT or DELETED); nothing else is written."""
     identified = profiled.identified
     membership, previous, lineage = identified.membership, identified.previous, identified.lineage
-    old = previous.select(S.RECORD_KEY, F.col(S.ENTITY_ID).alias("current_entity_id"))
-    new = membership.select(S.RECORD_KEY, F.col(S.ENTITY_ID).alias("proposed_entity_id"))
-    retired = lineage.filter(F.col("event") == "RETIRED").select(F.col(S.ENTITY_ID).alias("current_entity_id"))
-    split_off = lineage.filter(F.col("event") == "SPLIT").select(F.col("other_entity_id").alias("proposed_entity_id"))
+    current, proposed = S.CURRENT_ENTITY_ID, S.PROPOSED_ENTITY_ID
+    old = previous.select(S.RECORD_KEY, F.col(S.ENTITY_ID).alias(current))
+    new = membership.select(S.RECORD_KEY, F.col(S.ENTITY_ID).alias(proposed))
+    retired = lineage.filter(F.col(S.EVENT) == S.RETIRED).select(F.col(S.ENTITY_ID).alias(current))
+    split_off = lineage.filter(F.col(S.EVENT) == S.SPLIT).select(F.col(S.OTHER_ENTITY_ID).alias(proposed))
     compared = (
         old.join(new, S.RECORD_KEY, "full")
-        .join(retired.withColumn("__retired", F.lit(True)), "current_entity_id", "left")
-        .join(split_off.withColumn("__split", F.lit(True)), "proposed_entity_id", "left")
+        .join(retired.withColumn("__retired", F.lit(True)), current, "left")
+        .join(split_off.withColumn("__split", F.lit(True)), proposed, "left")
     )
     change = (
-        F.when(F.col("proposed_entity_id").isNull(), F.lit("DELETED"))
-        .when(F.col("current_entity_id").isNull(), F.lit("NEW"))
-        .when(F.col("current_entity_id") == F.col("proposed_entity_id"), F.lit(None))
+        F.when(F.col(proposed).isNull(), F.lit("DELETED"))
+        .when(F.col(current).isNull(), F.lit("NEW"))
+        .when(F.col(current) == F.col(proposed), F.lit(None))
         .when(F.col("__retired"), F.lit("MERGED"))
         .when(F.col("__split"), F.lit("SPLIT"))
         .otherwise(F.lit("MOVED"))
     )
-    changes = compared.withColumn("change_type", change).filter(F.col("change_type").isNotNull()).select(
+    changes = compared.withColumn(S.CHANGE_TYPE, change).filter(F.col(S.CHANGE_TYPE).isNotNull()).select(
         S.RECORD_KEY,
-        "current_entity_id",
-        "proposed_entity_id",
-        "change_type",
+        current,
+        proposed,
+        S.CHANGE_TYPE,
         F.lit(ctx.summary.run_id).alias(S.RUN_ID),
-        ctx.now.alias("computed_at"),
+        ctx.now.alias(S.COMPUTED_AT),
     ).cache()
     ctx.store.overwrite(S.DRY_RUN_CHANGES, changes.select(*S.DRY_RUN_CHANGES_SCHEMA.fieldNames()))
-    counts = count_map(changes, "change_type")
+    counts = count_map(changes, S.CHANGE_TYPE)
     ctx.progress.report(
         "dry run: would change "
         + (", ".join(f"{kind} {count}" for kind, count in sorted(counts.items())) or "nothing")

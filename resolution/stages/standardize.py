@@ -32,7 +32,11 @@ class Standardized:
     @property
     def gone_or_changed(self) -> DataFrame:
         """``record_key`` of the committed records this run replaces or deletes."""
-        return self.changed_keys.unionByName(self.captured.deleted)
+        return _gone_or_changed(self.changed, self.captured)
+
+
+def _gone_or_changed(changed: DataFrame, captured: Captured) -> DataFrame:
+    return changed.select(S.RECORD_KEY).unionByName(captured.deleted)
 
 
 def standardize(ctx: RunContext, captured: Captured) -> Standardized:
@@ -44,8 +48,8 @@ def standardize(ctx: RunContext, captured: Captured) -> Standardized:
     else:
         # Not materialized: every use scans the cached old records, which is cheaper than
         # copying all of them each run.
-        gone_or_changed = changed.select(S.RECORD_KEY).unionByName(captured.deleted)
-        live = captured.old_records.join(F.broadcast(gone_or_changed), S.RECORD_KEY, "left_anti").unionByName(changed)
+        replaced = F.broadcast(_gone_or_changed(changed, captured))
+        live = captured.old_records.join(replaced, S.RECORD_KEY, "left_anti").unionByName(changed)
     summary = ctx.summary
     summary.records_read = dict(sorted(count_map(live, S.SOURCE).items()))
     summary.records_in = sum(summary.records_read.values())

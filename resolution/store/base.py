@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, final
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -109,6 +109,29 @@ class MergeMetrics:
         return self.inserted + self.updated + self.deleted
 
 
+@dataclass(frozen=True)
+class MergePlan:
+    """How a MERGE applies its source: the key columns, the data columns it writes, the
+    optional delete flag column and the SQL that tells a changed row (None: all keys)."""
+
+    keys: tuple[str, ...]
+    columns: tuple[str, ...]
+    delete_flag: str | None
+    changed: str | None
+
+    def clauses(self) -> list[tuple[str, str | None]]:
+        """The MERGE's clauses as (``delete`` | ``update`` | ``insert``, SQL condition), in the
+        order they must apply: a flagged row is deleted before it could update, a matched row
+        updates only when it changed, and a flagged row is never inserted."""
+        clauses: list[tuple[str, str | None]] = []
+        if self.delete_flag:
+            clauses.append(("delete", flag_is_set(self.delete_flag)))
+        if self.changed:
+            clauses.append(("update", self.changed))
+        clauses.append(("insert", f"NOT {flag_is_set(self.delete_flag)}" if self.delete_flag else None))
+        return clauses
+
+
 class DeltaStore(ABC):
     """Read and write the pipeline's Delta tables, one backend per Delta engine.
 
@@ -132,18 +155,18 @@ class DeltaStore(ABC):
         self.max_commit_attempts = max(1, max_commit_attempts)
         self.retry_backoff_seconds = retry_backoff_seconds
 
-    @abstractmethod
-    def exists(self, table: str) -> bool:
-        """True when ``table`` is a Delta table."""
+    # The public flow, written once: create, schema check, empty source, retry on a conflicting
+    # commit, metrics, log. Each backend fills in the ``_``-prefixed hooks below it.
 
-    @abstractmethod
+    @final
     def create_if_missing(self, table: str, schema: StructType) -> None:
         """Create an empty Delta table with the change data feed on, unless it already exists."""
+        if self.exists(table):
+            return
+        self._retry_on_conflict(table, lambda: self._create(table, schema))
+        self._log_write("created", table, {"columns": schema.fieldNames()})
 
-    @abstractmethod
-    def read(self, table: str) -> DataFrame:
-        """The current snapshot, with the table's columns and types (empty if it has no rows)."""
-
+    @final
     def add_missing_columns(self, table: str, schema: StructType) -> list[str]:
         """Add the columns of ``schema`` an existing ``table`` lacks (nullable); return their names.
 
@@ -155,13 +178,84 @@ class DeltaStore(ABC):
         present = set(self.read(table).columns)
         missing = [field for field in schema.fields if field.name not in present]
         if missing:
-            self._add_columns(table, missing)
+            self._retry_on_conflict(table, lambda: self._add_columns(table, missing))
             self._log_write("added columns to", table, {"columns": [field.name for field in missing]})
         return [field.name for field in missing]
 
+    @final
+    def append(self, table: str, df: DataFrame) -> int:
+        """Append ``df`` in one commit (creating the table from its schema if missing); return
+        the rows appended."""
+        return self._write(table, df, overwrite=False)
+
+    @final
+    def overwrite(self, table: str, df: DataFrame) -> None:
+        """Replace the table's rows with ``df`` in one commit (creating the table if missing);
+        the table keeps its schema and properties."""
+        self._write(table, df, overwrite=True)
+
+    @final
+    def merge(
+        self,
+        table: str,
+        df: DataFrame,
+        *,
+        keys: Sequence[str],
+        delete_flag: str | None = None,
+    ) -> MergeMetrics:
+        """Upsert ``df`` into ``table`` by ``keys`` and return what changed.
+
+        Unmatched source rows are inserted; a matched row is rewritten only when a non-key column
+        differs (null-safe), so re-merging the same rows changes nothing. When ``delete_flag``
+        names a boolean column of ``df``, matched rows flagged true are deleted and flagged rows
+        are never inserted; the flag is not stored, and a flagged row needs only its keys.
+        Creates the table if missing. A source with no row to apply commits nothing (the
+        table's version does not move).
+        """
+        self.create_if_missing(table, StructType([f for f in df.schema if f.name != delete_flag]))
+        table_schema = self._table_schema(table)
+        columns = self._check_merge_columns(table, df, table_schema.fieldNames(), keys, delete_flag)
+        plan = MergePlan(
+            keys=tuple(keys),
+            columns=tuple(columns),
+            delete_flag=delete_flag,
+            changed=changed_predicate(table_schema, keys),
+        )
+        source = self._merge_source(table, df, plan)
+        if source is None:  # nothing to merge: no commit at all (a re-run must write nothing)
+            return MergeMetrics(inserted=0, updated=0, deleted=0)
+        try:
+            metrics = self._retry_on_conflict(table, lambda: self._commit_merge(table, source, plan))
+        finally:
+            self._release(source)
+        self._log_write("merged", table, metrics)
+        return metrics
+
+    @final
+    def delete_where(self, table: str, condition: str) -> int:
+        """Delete the rows matching SQL predicate ``condition``; return rows deleted."""
+        deleted = self._retry_on_conflict(table, lambda: self._commit_delete(table, condition))
+        self._log_write("deleted from", table, {"rows": deleted, "condition": condition})
+        return deleted
+
+    def _write(self, table: str, df: DataFrame, *, overwrite: bool) -> int:
+        self.create_if_missing(table, df.schema)
+        table_schema = self._table_schema(table)
+        self._check_columns(table, df.columns, table_schema.fieldNames())
+        source = self._write_source(table, df, table_schema)
+        rows = self._retry_on_conflict(table, lambda: self._commit_write(table, source, overwrite=overwrite))
+        self._log_write("overwrote" if overwrite else "appended", table, {"rows": rows})
+        return rows
+
+    # Reads: each backend's own.
+
     @abstractmethod
-    def _add_columns(self, table: str, fields: list[StructField]) -> None:
-        """Add nullable columns ``fields`` to ``table`` in one commit (retried on a conflict)."""
+    def exists(self, table: str) -> bool:
+        """True when ``table`` is a Delta table."""
+
+    @abstractmethod
+    def read(self, table: str) -> DataFrame:
+        """The current snapshot, with the table's columns and types (empty if it has no rows)."""
 
     @abstractmethod
     def read_location(self, location: str) -> DataFrame:
@@ -190,36 +284,6 @@ class DeltaStore(ABC):
         """The latest committed version, or None when the table does not exist."""
 
     @abstractmethod
-    def append(self, table: str, df: DataFrame) -> int:
-        """Append ``df`` (creating the table from its schema if missing); return rows appended."""
-
-    @abstractmethod
-    def overwrite(self, table: str, df: DataFrame) -> None:
-        """Replace the table's rows with ``df`` in one commit (creating the table if missing)."""
-
-    @abstractmethod
-    def merge(
-        self,
-        table: str,
-        df: DataFrame,
-        *,
-        keys: Sequence[str],
-        delete_flag: str | None = None,
-    ) -> MergeMetrics:
-        """Upsert ``df`` into ``table`` by ``keys`` and return what changed.
-
-        Unmatched source rows are inserted; a matched row is rewritten only when a non-key column
-        differs (null-safe), so re-merging the same rows changes nothing. When ``delete_flag``
-        names a boolean column of ``df``, matched rows flagged true are deleted and flagged rows
-        are never inserted; the flag is not stored, and a flagged row needs only its keys. Creates the table if missing. An empty
-        ``df`` commits nothing (the table's version does not move).
-        """
-
-    @abstractmethod
-    def delete_where(self, table: str, condition: str) -> int:
-        """Delete the rows matching SQL predicate ``condition``; return rows deleted."""
-
-    @abstractmethod
     def read_changes(
         self, table: str, *, starting_version: int, ending_version: int | None = None
     ) -> DataFrame:
@@ -229,6 +293,47 @@ class DeltaStore(ABC):
         delete), ``_commit_version`` and ``_commit_timestamp``. A starting version past the
         latest one gives an empty DataFrame, so "changes since my last run" needs no special case.
         """
+
+    # Write hooks. A ``_commit_*`` hook is one commit attempt from a fresh snapshot: the flow
+    # reruns it when it raises one of ``_conflicts``.
+
+    _conflicts: tuple[type[BaseException], ...] = ()
+
+    @abstractmethod
+    def _table_schema(self, table: str) -> StructType:
+        """The existing table's Spark schema (declared nullability where the engine keeps it)."""
+
+    @abstractmethod
+    def _create(self, table: str, schema: StructType) -> None:
+        """Create the empty table with the change data feed on (a no-op if it appeared meanwhile)."""
+
+    @abstractmethod
+    def _add_columns(self, table: str, fields: list[StructField]) -> None:
+        """Add nullable columns ``fields`` to ``table`` in one commit."""
+
+    @abstractmethod
+    def _write_source(self, table: str, df: DataFrame, schema: StructType) -> Any:
+        """``df`` ready to append to or overwrite the table (columns already checked)."""
+
+    @abstractmethod
+    def _commit_write(self, table: str, source: Any, *, overwrite: bool) -> int:
+        """Append (or overwrite with) ``source`` in one commit; return the rows written."""
+
+    @abstractmethod
+    def _merge_source(self, table: str, df: DataFrame, plan: MergePlan) -> Any | None:
+        """``df`` ready to MERGE, or None when no row of it would change the table."""
+
+    @abstractmethod
+    def _commit_merge(self, table: str, source: Any, plan: MergePlan) -> MergeMetrics:
+        """MERGE ``source`` by ``plan`` in one commit and return its metrics."""
+
+    @abstractmethod
+    def _release(self, source: Any) -> None:
+        """Free what :meth:`_merge_source` held (a cached DataFrame), after the commit."""
+
+    @abstractmethod
+    def _commit_delete(self, table: str, condition: str) -> int:
+        """Delete the rows matching ``condition`` in one commit; return rows deleted."""
 
     # Shared helpers for the backends.
 
@@ -268,9 +373,7 @@ class DeltaStore(ABC):
                 f"extra {extra or 'none'}"
             )
 
-    def _retry_on_conflict(
-        self, table: str, attempt: Callable[[], T], conflicts: tuple[type[BaseException], ...]
-    ) -> T:
+    def _retry_on_conflict(self, table: str, attempt: Callable[[], T]) -> T:
         """Run ``attempt`` (which must start from a fresh snapshot) until it commits.
 
         A conflicting commit leaves nothing behind in the Delta log, so rerunning the whole
@@ -279,7 +382,7 @@ class DeltaStore(ABC):
         for number in range(1, self.max_commit_attempts + 1):
             try:
                 return attempt()
-            except conflicts as error:
+            except self._conflicts as error:
                 if number == self.max_commit_attempts:
                     raise ConcurrentCommitError(
                         f"{self.name}: gave up writing table {table} after {number} attempts "

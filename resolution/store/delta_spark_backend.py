@@ -7,8 +7,6 @@ both warehouse paths and catalog (Unity Catalog / metastore) tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from delta.exceptions import (
     ConcurrentAppendException,
     ConcurrentDeleteDeleteException,
@@ -33,10 +31,9 @@ from resolution.store.base import (
     ChangeFeedUnavailableError,
     DeltaStore,
     MergeMetrics,
+    MergePlan,
     StoreError,
-    changed_predicate,
     earliest_commit_version,
-    flag_is_set,
     key_predicate,
     rows_that_change,
 )
@@ -77,6 +74,7 @@ class DeltaSparkStore(DeltaStore):
     """
 
     name = "delta-spark"
+    _conflicts = _CONFLICTS
 
     def __init__(self, spark, location, *, deletion_vectors: bool = True, **options) -> None:
         super().__init__(spark, location, **options)
@@ -89,32 +87,21 @@ class DeltaSparkStore(DeltaStore):
             return self.spark.catalog.tableExists(table_id)
         return DeltaTable.isDeltaTable(self.spark, table_id)
 
-    def create_if_missing(self, table: str, schema: StructType) -> None:
-        """Create an empty Delta table with the change data feed on, unless it already exists."""
-        if self.exists(table):
-            return
+    def _table_schema(self, table: str) -> StructType:
+        return self.read(table).schema
+
+    def _create(self, table: str, schema: StructType) -> None:
+        builder = DeltaTable.createIfNotExists(self.spark)
         table_id = self.location.table_id(table)
-
-        def attempt() -> None:
-            builder = DeltaTable.createIfNotExists(self.spark)
-            builder = (
-                builder.tableName(table_id)
-                if self.location.is_catalog
-                else builder.location(table_id)
-            )
-            builder = builder.addColumns(schema).property(CHANGE_DATA_FEED_PROPERTY, "true")
-            builder.property(
-                DELETION_VECTORS_PROPERTY, "true" if self.deletion_vectors else "false"
-            ).execute()
-
-        self._retry_on_conflict(table, attempt, _CONFLICTS)
-        self._log_write("created", table, {"columns": schema.fieldNames()})
+        builder = builder.tableName(table_id) if self.location.is_catalog else builder.location(table_id)
+        builder = builder.addColumns(schema).property(CHANGE_DATA_FEED_PROPERTY, "true")
+        builder.property(DELETION_VECTORS_PROPERTY, "true" if self.deletion_vectors else "false").execute()
 
     def _add_columns(self, table: str, fields: list[StructField]) -> None:
         table_id = self.location.table_id(table)
         name = table_id if self.location.is_catalog else f"delta.`{table_id}`"
         columns = ", ".join(f"{_quoted(f.name)} {f.dataType.simpleString()}" for f in fields)
-        self._retry_on_conflict(table, lambda: self.spark.sql(f"ALTER TABLE {name} ADD COLUMNS ({columns})"), _CONFLICTS)
+        self.spark.sql(f"ALTER TABLE {name} ADD COLUMNS ({columns})")
 
     def read(self, table: str) -> DataFrame:
         """The current snapshot (Delta keeps the declared nullability)."""
@@ -142,87 +129,57 @@ class DeltaSparkStore(DeltaStore):
             return None
         return int(self._delta_table(table).history(1).select("version").head()[0])
 
-    def append(self, table: str, df: DataFrame) -> int:
-        """Append ``df`` in one commit, creating the table from ``df``'s schema if missing."""
-        return self._write(table, df, overwrite=False)
-
-    def overwrite(self, table: str, df: DataFrame) -> None:
-        """Replace all rows with ``df`` in one commit (the table keeps its schema and properties)."""
-        self._write(table, df, overwrite=True)
-
-    def merge(
-        self,
-        table: str,
-        df: DataFrame,
-        *,
-        keys: Sequence[str],
-        delete_flag: str | None = None,
-    ) -> MergeMetrics:
-        """Upsert by ``keys`` with the delta-spark MERGE builder; see :meth:`DeltaStore.merge`."""
-        self.create_if_missing(table, StructType([f for f in df.schema if f.name != delete_flag]))
-        table_schema = self.read(table).schema
-        columns = self._check_merge_columns(table, df, table_schema.fieldNames(), keys, delete_flag)
-        changed = changed_predicate(table_schema, keys)
-        # Explicit column maps instead of updateAll/insertAll: with schema auto-merge on (common
-        # on Databricks) those would add the delete flag column to the table.
-        assignments = {_quoted(c): f"{SOURCE_ALIAS}.{_quoted(c)}" for c in columns}
+    def _merge_source(self, table: str, df: DataFrame, plan: MergePlan) -> DataFrame | None:
         # Delta rewrites every file holding a matched key, whether or not a clause then applies:
         # only the rows that insert, change or delete go into the MERGE, so an unchanged row
         # rewrites nothing and a re-merge of the same rows commits nothing.
-        df = rows_that_change(df, self.read(table), keys, changed, delete_flag).persist()
-        if df.isEmpty():  # nothing to merge: no commit at all (a re-run must write nothing)
-            df.unpersist()
-            return MergeMetrics(inserted=0, updated=0, deleted=0)
+        source = rows_that_change(df, self.read(table), plan.keys, plan.changed, plan.delete_flag).persist()
+        if source.isEmpty():
+            source.unpersist()
+            return None
+        return source
 
-        def attempt() -> MergeMetrics:
-            before = self.version(table)
-            builder = (
-                self._delta_table(table)
-                .alias(TARGET_ALIAS)
-                .merge(df.alias(SOURCE_ALIAS), key_predicate(keys))
-            )
-            # Matched clauses apply in order: a flagged row is deleted before it could update.
-            if delete_flag:
-                builder = builder.whenMatchedDelete(condition=flag_is_set(delete_flag))
-            if changed:
-                builder = builder.whenMatchedUpdate(condition=changed, set=assignments)
-            insert_when = f"NOT {flag_is_set(delete_flag)}" if delete_flag else None
-            builder = builder.whenNotMatchedInsert(condition=insert_when, values=assignments)
-            try:
-                result = builder.execute()
-            except _CONFLICTS:
-                raise
-            except Exception as error:  # py4j / captured Spark errors share no narrower base
-                if _DUPLICATE_SOURCE_ROWS in str(error):
-                    raise StoreError(f"merge into {table} failed: {error}") from error
-                raise
-            return self._merge_metrics(table, result, before)
-
+    def _commit_merge(self, table: str, source: DataFrame, plan: MergePlan) -> MergeMetrics:
+        before = self.version(table)
+        # Explicit column maps instead of updateAll/insertAll: with schema auto-merge on (common
+        # on Databricks) those would add the delete flag column to the table.
+        assignments = {_quoted(c): f"{SOURCE_ALIAS}.{_quoted(c)}" for c in plan.columns}
+        builder = (
+            self._delta_table(table)
+            .alias(TARGET_ALIAS)
+            .merge(source.alias(SOURCE_ALIAS), key_predicate(plan.keys))
+        )
+        for kind, condition in plan.clauses():
+            if kind == "delete":
+                builder = builder.whenMatchedDelete(condition=condition)
+            elif kind == "update":
+                builder = builder.whenMatchedUpdate(condition=condition, set=assignments)
+            else:
+                builder = builder.whenNotMatchedInsert(condition=condition, values=assignments)
         try:
-            metrics = self._retry_on_conflict(table, attempt, _CONFLICTS)
-        finally:
-            df.unpersist()
-        self._log_write("merged", table, metrics)
-        return metrics
+            result = builder.execute()
+        except _CONFLICTS:
+            raise
+        except Exception as error:  # py4j / captured Spark errors share no narrower base
+            if _DUPLICATE_SOURCE_ROWS in str(error):
+                raise StoreError(f"merge into {table} failed: {error}") from error
+            raise
+        return self._merge_metrics(table, result, before)
 
-    def delete_where(self, table: str, condition: str) -> int:
-        """Delete the rows matching SQL predicate ``condition``; return rows deleted."""
+    def _release(self, source: DataFrame) -> None:
+        source.unpersist()
 
-        def attempt() -> int:
-            before = self.version(table)
-            self._delta_table(table).delete(condition)
-            metrics = self._commit_metrics(table, before)
-            if "numDeletedRows" in metrics:
-                return int(metrics["numDeletedRows"])
-            if not metrics:  # nothing matched, so Delta skipped the commit
-                return 0
-            # Whole files dropped without a scan report no row count: compare with the old version.
-            old = self._reader().option("versionAsOf", before)
-            return self._load(old, table).count() - self.read(table).count()
-
-        deleted = self._retry_on_conflict(table, attempt, _CONFLICTS)
-        self._log_write("deleted from", table, {"rows": deleted, "condition": condition})
-        return deleted
+    def _commit_delete(self, table: str, condition: str) -> int:
+        before = self.version(table)
+        self._delta_table(table).delete(condition)
+        metrics = self._commit_metrics(table, before)
+        if "numDeletedRows" in metrics:
+            return int(metrics["numDeletedRows"])
+        if not metrics:  # nothing matched, so Delta skipped the commit
+            return 0
+        # Whole files dropped without a scan report no row count: compare with the old version.
+        old = self._reader().option("versionAsOf", before)
+        return self._load(old, table).count() - self.read(table).count()
 
     def read_changes(
         self, table: str, *, starting_version: int, ending_version: int | None = None
@@ -289,29 +246,20 @@ class DeltaSparkStore(DeltaStore):
         table_id = self.location.table_id(table)
         return reader.table(table_id) if self.location.is_catalog else reader.load(table_id)
 
-    def _write(self, table: str, df: DataFrame, *, overwrite: bool) -> int:
-        """Append or overwrite in one commit; return the rows written (from the commit's metrics)."""
-        self.create_if_missing(table, df.schema)
-        columns = self.read(table).schema.fieldNames()
-        self._check_columns(table, df.columns, columns)
-        ordered = df.select(*[F.col(_quoted(c)) for c in columns])
+    def _write_source(self, table: str, df: DataFrame, schema: StructType) -> DataFrame:
+        # insertInto (catalog tables) is positional: put the columns in the table's order.
+        return df.select(*[F.col(_quoted(c)) for c in schema.fieldNames()])
+
+    def _commit_write(self, table: str, source: DataFrame, *, overwrite: bool) -> int:
+        before = self.version(table)
         table_id = self.location.table_id(table)
-
-        def attempt() -> int:
-            before = self.version(table)
-            if self.location.is_catalog:
-                # insertInto keeps the table's properties (change data feed), which
-                # saveAsTable(mode="overwrite") would replace; it is positional, hence `ordered`.
-                ordered.write.insertInto(table_id, overwrite=overwrite)
-            else:
-                ordered.write.format("delta").mode("overwrite" if overwrite else "append").save(
-                    table_id
-                )
-            return int(self._commit_metrics(table, before).get("numOutputRows", 0))
-
-        rows = self._retry_on_conflict(table, attempt, _CONFLICTS)
-        self._log_write("overwrote" if overwrite else "appended", table, {"rows": rows})
-        return rows
+        if self.location.is_catalog:
+            # insertInto keeps the table's properties (change data feed), which
+            # saveAsTable(mode="overwrite") would replace.
+            source.write.insertInto(table_id, overwrite=overwrite)
+        else:
+            source.write.format("delta").mode("overwrite" if overwrite else "append").save(table_id)
+        return int(self._commit_metrics(table, before).get("numOutputRows", 0))
 
     def _commit_metrics(self, table: str, before: int | None) -> dict[str, str]:
         """operationMetrics of the latest commit, or {} when no commit followed ``before``.

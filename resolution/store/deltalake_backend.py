@@ -8,7 +8,7 @@ supported; catalog tables need the delta-spark backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -34,10 +34,9 @@ from resolution.store.base import (
     ChangeFeedUnavailableError,
     DeltaStore,
     MergeMetrics,
+    MergePlan,
     StoreError,
     StoreLocation,
-    changed_predicate,
-    flag_is_set,
     key_predicate,
 )
 
@@ -86,6 +85,7 @@ class DeltaLakeStore(DeltaStore):
     """Delta tables under a warehouse folder, written by delta-rs and read by Spark."""
 
     name = "deltalake"
+    _conflicts = (CommitFailedError,)
 
     def __init__(self, spark: SparkSession, location: StoreLocation, **options: Any) -> None:
         if location.is_catalog:
@@ -100,27 +100,16 @@ class DeltaLakeStore(DeltaStore):
         """True when the table's folder holds a Delta log."""
         return DeltaTable.is_deltatable(self.location.table_id(table))
 
-    def create_if_missing(self, table: str, schema: StructType) -> None:
-        """Create an empty Delta table with the change data feed on, unless it already exists."""
+    def _table_schema(self, table: str) -> StructType:
+        return self._spark_schema(self._writable(table))
+
+    def _create(self, table: str, schema: StructType) -> None:
         uri = self.location.table_id(table)
-        if DeltaTable.is_deltatable(uri):
-            return
-        self._retry_on_conflict(
-            table,
-            lambda: DeltaTable.create(
-                uri, arrow_schema_for(schema), mode="ignore", configuration=_TABLE_CONFIGURATION
-            ),
-            (CommitFailedError,),
-        )
-        self._log_write("created", table, {"columns": schema.fieldNames()})
+        DeltaTable.create(uri, arrow_schema_for(schema), mode="ignore", configuration=_TABLE_CONFIGURATION)
 
     def _add_columns(self, table: str, fields: list[StructField]) -> None:
         arrow = arrow_schema_for(StructType([StructField(f.name, f.dataType, True) for f in fields]))
-        self._retry_on_conflict(
-            table,
-            lambda: self._writable(table).alter.add_columns([Field.from_arrow(field) for field in arrow]),
-            (CommitFailedError,),
-        )
+        self._writable(table).alter.add_columns([Field.from_arrow(field) for field in arrow])
 
     def read(self, table: str) -> DataFrame:
         """Read the current snapshot's Parquet files with the table's Spark schema.
@@ -162,103 +151,61 @@ class DeltaLakeStore(DeltaStore):
         """The latest committed version, or None when the table does not exist."""
         return self._open(table).version() if self.exists(table) else None
 
-    def append(self, table: str, df: DataFrame) -> int:
-        """Append ``df`` in one commit, creating the table from ``df``'s schema if missing."""
-        self.create_if_missing(table, df.schema)
-        data = self._to_arrow(table, df, self._arrow_schema(self._writable(table)))
-        self._retry_on_conflict(
-            table,
-            lambda: write_deltalake(self._writable(table), data, mode="append"),
-            (CommitFailedError,),
-        )
-        self._log_write("appended", table, {"rows": data.num_rows})
-        return data.num_rows
+    def _write_source(self, table: str, df: DataFrame, schema: StructType) -> pa.Table:
+        return self._to_arrow(table, df, self._arrow_schema(self._writable(table)))
 
-    def overwrite(self, table: str, df: DataFrame) -> None:
-        """Replace all rows with ``df`` in one commit (the table keeps its schema and properties)."""
-        self.create_if_missing(table, df.schema)
-        data = self._to_arrow(table, df, self._arrow_schema(self._writable(table)))
-        self._retry_on_conflict(
-            table,
-            lambda: write_deltalake(self._writable(table), data, mode="overwrite"),
-            (CommitFailedError,),
-        )
-        self._log_write("overwrote", table, {"rows": data.num_rows})
+    def _commit_write(self, table: str, source: pa.Table, *, overwrite: bool) -> int:
+        write_deltalake(self._writable(table), source, mode="overwrite" if overwrite else "append")
+        return source.num_rows
 
-    def merge(
-        self,
-        table: str,
-        df: DataFrame,
-        *,
-        keys: Sequence[str],
-        delete_flag: str | None = None,
-    ) -> MergeMetrics:
-        """Upsert by ``keys`` with delta-rs MERGE; see :meth:`DeltaStore.merge`."""
-        self.create_if_missing(table, StructType([f for f in df.schema if f.name != delete_flag]))
+    def _merge_source(self, table: str, df: DataFrame, plan: MergePlan) -> pa.Table | None:
         table_schema = self._arrow_schema(self._writable(table))
-        self._check_merge_columns(table, df, table_schema.names, keys, delete_flag)
-        flag_fields = [pa.field(delete_flag, pa.bool_())] if delete_flag else []
+        flag_fields = [pa.field(plan.delete_flag, pa.bool_())] if plan.delete_flag else []
         # Every source column nullable: a row flagged for deletion carries only its keys.
         source_fields = [field.with_nullable(True) for field in table_schema]
-        source = self._to_arrow(
-            table, df, pa.schema([*source_fields, *flag_fields]), check_columns=False
+        source = self._to_arrow(table, df, pa.schema([*source_fields, *flag_fields]))
+        return source if source.num_rows else None
+
+    def _commit_merge(self, table: str, source: pa.Table, plan: MergePlan) -> MergeMetrics:
+        except_cols = [plan.delete_flag] if plan.delete_flag else None
+        merger = self._writable(table).merge(
+            source, key_predicate(plan.keys), source_alias=SOURCE_ALIAS, target_alias=TARGET_ALIAS
         )
-        if source.num_rows == 0:  # nothing to merge: no commit at all
-            return MergeMetrics(inserted=0, updated=0, deleted=0)
-        changed = changed_predicate(spark_schema_for(table_schema), keys)
-        except_cols = [delete_flag] if delete_flag else None
-
-        def attempt() -> dict[str, Any]:
-            merger = self._writable(table).merge(
-                source, key_predicate(keys), source_alias=SOURCE_ALIAS, target_alias=TARGET_ALIAS
-            )
-            # Matched clauses apply in order: a flagged row is deleted before it could update.
-            if delete_flag:
-                merger = merger.when_matched_delete(flag_is_set(delete_flag))
-            if changed:
-                merger = merger.when_matched_update_all(predicate=changed, except_cols=except_cols)
-            insert_when = f"NOT {flag_is_set(delete_flag)}" if delete_flag else None
-            merger = merger.when_not_matched_insert_all(
-                predicate=insert_when, except_cols=except_cols
-            )
-            try:
-                return merger.execute()
-            except CommitFailedError:
-                raise
-            except DeltaError as error:  # e.g. two source rows matching one target row
-                raise StoreError(f"merge into {table} failed: {error}") from error
-
-        raw = self._retry_on_conflict(table, attempt, (CommitFailedError,))
-        metrics = MergeMetrics(
+        for kind, condition in plan.clauses():
+            if kind == "delete":
+                merger = merger.when_matched_delete(condition)
+            elif kind == "update":
+                merger = merger.when_matched_update_all(predicate=condition, except_cols=except_cols)
+            else:
+                merger = merger.when_not_matched_insert_all(predicate=condition, except_cols=except_cols)
+        try:
+            raw = merger.execute()
+        except CommitFailedError:
+            raise
+        except DeltaError as error:  # e.g. two source rows matching one target row
+            raise StoreError(f"merge into {table} failed: {error}") from error
+        return MergeMetrics(
             inserted=int(raw.get("num_target_rows_inserted", 0)),
             updated=int(raw.get("num_target_rows_updated", 0)),
             deleted=int(raw.get("num_target_rows_deleted", 0)),
         )
-        self._log_write("merged", table, metrics)
-        return metrics
 
-    def delete_where(self, table: str, condition: str) -> int:
-        """Delete the rows matching SQL predicate ``condition``; return rows deleted."""
+    def _release(self, source: pa.Table) -> None:
+        """The Arrow table is freed with its last reference: nothing to do."""
 
-        def attempt() -> int:
-            dt = self._writable(table)
-            before = dt.count()
-            try:
-                raw = dt.delete(condition)
-            except CommitFailedError:
-                raise
-            except DeltaError as error:  # e.g. a predicate DataFusion cannot parse
-                raise StoreError(
-                    f"delete from {table} where {condition} failed: {error}"
-                ) from error
-            # delta-rs omits the count when whole files are dropped without being scanned.
-            if "num_deleted_rows" in raw:
-                return int(raw["num_deleted_rows"])
-            return before - DeltaTable(dt.table_uri).count()
-
-        deleted = self._retry_on_conflict(table, attempt, (CommitFailedError,))
-        self._log_write("deleted from", table, {"rows": deleted, "condition": condition})
-        return deleted
+    def _commit_delete(self, table: str, condition: str) -> int:
+        dt = self._writable(table)
+        before = dt.count()
+        try:
+            raw = dt.delete(condition)
+        except CommitFailedError:
+            raise
+        except DeltaError as error:  # e.g. a predicate DataFusion cannot parse
+            raise StoreError(f"delete from {table} where {condition} failed: {error}") from error
+        # delta-rs omits the count when whole files are dropped without being scanned.
+        if "num_deleted_rows" in raw:
+            return int(raw["num_deleted_rows"])
+        return before - DeltaTable(dt.table_uri).count()
 
     def read_changes(
         self, table: str, *, starting_version: int, ending_version: int | None = None
@@ -336,12 +283,9 @@ class DeltaLakeStore(DeltaStore):
     def _spark_schema(self, dt: DeltaTable) -> StructType:
         return spark_schema_for(self._arrow_schema(dt))
 
-    def _to_arrow(
-        self, table: str, df: DataFrame, schema: pa.Schema, *, check_columns: bool = True
-    ) -> pa.Table:
-        """Collect ``df`` as Arrow with exactly the table's column order and types."""
-        if check_columns:
-            self._check_columns(table, df.columns, schema.names)
+    def _to_arrow(self, table: str, df: DataFrame, schema: pa.Schema) -> pa.Table:
+        """Collect ``df`` as Arrow with exactly ``schema``'s column order and types (the
+        columns were checked against the table's)."""
         try:
             return df.select(*[F.col(f"`{name}`") for name in schema.names]).toArrow().cast(schema)
         except (ValueError, NotImplementedError) as error:  # Arrow's cast errors subclass these
