@@ -475,6 +475,7 @@ def score_candidates(
     config: Config,
     model: dict[str, Any] | None,
     changed: DataFrame | None = None,
+    via_linker: bool = False,
 ) -> DataFrame:
     """Generate and score candidate pairs; keep those an edge can come from.
 
@@ -493,12 +494,17 @@ def score_candidates(
     self-pairs are dropped and a pair of two changed records (found in both orders) is kept
     once.
 
+    The pairs are found by plain Spark joins and scored by Splink's own SQL in one query
+    (:func:`_native_predictor`); ``via_linker`` runs Splink's ``Linker`` instead, the reference
+    the native path is tested against (same pairs, same weights).
+
     Output: ``record_key_l < record_key_r``, ``rule`` (identifier rule name or ``model``),
     ``match_probability``, ``match_weight``, ``comparison_levels``.
     """
     if model is None:
         return identifier_pairs(records, config=config, changed=changed)
-    predict = _splink_predictor(spark, records, config=config, model=model, changed=changed)
+    predictor = _splink_predictor if via_linker else _native_predictor
+    predict = predictor(spark, records, config=config, model=model, changed=changed)
     scored = []
     if config.identifiers:
         identifier_edges = predict(identifier_blocking_rules(config), None)
@@ -548,6 +554,92 @@ def _splink_predictor(
         return _without_self_and_mirrored_pairs(between, changed)
 
     return predict
+
+
+def _native_predictor(
+    spark: SparkSession,
+    records: DataFrame,
+    *,
+    config: Config,
+    model: dict[str, Any],
+    changed: DataFrame | None,
+) -> Callable[[Sequence[Sequence[str]], float | None], DataFrame]:
+    """``predict(blocking rules, threshold)`` as Splink's predict computes it, in one Spark query.
+
+    Splink's ``Linker`` runs its steps (blocking, comparison vectors, match weights) as
+    separate tables, each written to the checkpoint folder before the next reads it: a fixed
+    cost of several Spark jobs per call, whatever the number of pairs. Here the blocked pairs
+    come from equi-joins (a pair belongs to the first rule it agrees on, Splink's
+    ``match_key``), and Splink's own SQL for the comparison vectors and match weights, taken
+    from its settings object, runs over them as one lazy query.
+    """
+    from splink.internals.settings_creator import SettingsCreator
+
+    _spark_api(spark)  # registers Splink's similarity functions (jaro_winkler, ...) in the session
+    settings = SettingsCreator.from_path_or_dict(
+        {**model, "retain_matching_columns": True, "retain_intermediate_calculation_columns": True}
+    ).get_settings("spark")
+    inputs = model_inputs(records, config)
+    seeds = inputs if changed is None else inputs.join(changed.select(RECORD_KEY), RECORD_KEY, "left_semi")
+
+    def predict(rules: Sequence[Sequence[str]], threshold: float | None) -> DataFrame:
+        pairs = _blocked_pairs(seeds, inputs, rules, within=changed is None)
+        if changed is not None:  # the pairs of a few changed records: broadcast, like the seeds
+            pairs = F.broadcast(pairs)
+        return _splink_scores(spark, _with_both_sides(pairs, inputs), settings, threshold)
+
+    return predict
+
+
+def _blocked_pairs(seeds: DataFrame, inputs: DataFrame, rules: Sequence[Sequence[str]], *, within: bool) -> DataFrame:
+    """``record_key_l < record_key_r, match_key``: the pairs of a seed and any input record that
+    agree on every column of some rule (null agrees with nothing), each with the position of
+    the first rule it agrees on. ``within``: the seeds are the inputs (each pair found once)."""
+    left_key, right_key = f"{RECORD_KEY}_l", f"{RECORD_KEY}_r"
+    found = None
+    for index, rule in enumerate(rules):
+        columns = list(rule)
+        left = seeds.select(F.col(RECORD_KEY).alias("__a"), *columns)
+        right = inputs.select(F.col(RECORD_KEY).alias("__b"), *columns)
+        # a few changed records: sent to every task, so the inputs are read once, not shuffled
+        joined = (left.join(right, columns) if within else right.join(F.broadcast(left), columns)).filter(
+            (F.col("__a") < F.col("__b")) if within else (F.col("__a") != F.col("__b"))
+        )
+        pairs = joined.select(
+            F.least("__a", "__b").alias(left_key), F.greatest("__a", "__b").alias(right_key),
+            F.lit(index).alias("match_key"),
+        )
+        found = pairs if found is None else found.unionByName(pairs)
+    if found is None:
+        raise ModelError("no blocking rule to find candidate pairs with")
+    return found.groupBy(left_key, right_key).agg(F.min("match_key").alias("match_key"))
+
+
+def _with_both_sides(pairs: DataFrame, inputs: DataFrame) -> DataFrame:
+    """Each pair with both records' model inputs, as ``<column>_l`` and ``<column>_r``."""
+    sides = [
+        inputs.select(*[F.col(name).alias(f"{name}_{side}") for name in inputs.columns]) for side in ("l", "r")
+    ]
+    return pairs.join(sides[0], f"{RECORD_KEY}_l").join(sides[1], f"{RECORD_KEY}_r")
+
+
+def _splink_scores(spark: SparkSession, blocked: DataFrame, settings, threshold: float | None) -> DataFrame:
+    """Splink's SQL from comparison vectors to match weights and probabilities over ``blocked``
+    (its ``__splink__df_blocked``), as one query: ``gamma_*`` and ``mw_*`` per comparison,
+    ``match_weight``, ``match_probability``; pairs under ``threshold`` dropped."""
+    import sqlglot
+    from splink.internals.comparison_vector_values import compute_comparison_vector_values_sql
+    from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
+
+    columns = settings._columns_to_select_for_comparison_vector_values  # match_key included
+    steps = [{"sql": compute_comparison_vector_values_sql(columns), "output_table_name": "__splink__df_comparison_vectors"}]
+    steps += predict_from_comparison_vectors_sqls_using_settings(settings, threshold_match_probability=threshold)
+    ctes = ",\n".join(f"{step['output_table_name']} AS ({step['sql']})" for step in steps[:-1])
+    # Splink writes dialect-neutral SQL and transpiles it per engine, as its SparkAPI does
+    query = sqlglot.transpile(f"WITH {ctes}\n{steps[-1]['sql']}", read="spark", write="customspark")[0]
+    # spark.sql formats {blocked} as the DataFrame: every other brace of Splink's SQL is doubled
+    query = query.replace("{", "{{").replace("}", "}}").replace("__splink__df_blocked", "{blocked}")
+    return spark.sql(query, blocked=blocked)
 
 
 def _without_self_and_mirrored_pairs(between: DataFrame, changed: DataFrame) -> DataFrame:
