@@ -104,7 +104,6 @@ def table_versions(config: Config) -> dict[str, int]:
     return versions
 
 
-# review_decisions columns the service reads (S.REVIEW_DECISIONS_SCHEMA)
 @dataclass(frozen=True)
 class ReviewDecisions:
     """Reviewers' decisions by record key: the records each one was accepted or rejected with."""
