@@ -100,6 +100,33 @@ def mask_oversized_identifiers(
     return masked
 
 
+RULE_INDEX = "__rule"
+RULE_KEY = "__key"
+
+
+def rule_keys(records: DataFrame, rules: Sequence[Sequence[str]]) -> DataFrame:
+    """``record_key, __rule, __key``: per record, one row for each rule whose columns are all
+    non-null, with the rule's position and its values (as strings, in the rule's order).
+
+    Two records agree on every column of rule ``i`` exactly when they have equal ``(__rule,
+    __key)`` rows, so one equi-join on these finds the pairs of every rule at once (a join per
+    rule costs Spark a job or two each, whatever the size of the inputs).
+    """
+    entries = []
+    for index, rule in enumerate(rules):
+        present = F.lit(True)
+        for column in rule:
+            present = present & F.col(column).isNotNull()
+        key = F.array(*[F.col(column).cast("string") for column in rule])
+        entries.append(F.when(present, F.struct(F.lit(index).alias(RULE_INDEX), key.alias(RULE_KEY))))
+    return (
+        records.select(RECORD_KEY, F.explode(F.array(*entries)).alias("__entry"))
+        .filter(F.col("__entry").isNotNull())
+        .select(RECORD_KEY, F.col(f"__entry.{RULE_INDEX}").alias(RULE_INDEX),
+                F.col(f"__entry.{RULE_KEY}").alias(RULE_KEY))
+    )
+
+
 def blocking_candidates(
     records: DataFrame, seeds: DataFrame, *, rules: Sequence[Sequence[str]]
 ) -> DataFrame:
@@ -107,17 +134,14 @@ def blocking_candidates(
 
     Only these can be paired with a seed, so an incremental run scores its changed records
     against them instead of against every live record. Values are compared before junk
-    masking, so the set is a superset of what the (masked) blocking pairs.
+    masking, so the set is a superset of what the (masked) blocking pairs. One semi-join on
+    every rule's keys (:func:`rule_keys`), not one per rule.
     """
-    found = None
-    for rule in rules:
-        columns = list(rule)
-        keys = seeds.select(*columns).dropna().distinct()
-        matched = records.join(F.broadcast(keys), columns, "left_semi")
-        found = matched if found is None else found.unionByName(matched)
-    if found is None:
+    if not rules:
         return records.limit(0)
-    return found.dropDuplicates([RECORD_KEY])
+    keys = rule_keys(seeds, rules).select(RULE_INDEX, RULE_KEY).distinct()
+    matched = rule_keys(records, rules).join(F.broadcast(keys), [RULE_INDEX, RULE_KEY], "left_semi")
+    return records.join(matched.select(RECORD_KEY).distinct(), RECORD_KEY, "left_semi")
 
 
 def classify_edges(

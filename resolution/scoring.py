@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from resolution.config import Config
-from resolution.matching import IDENTIFIER, VALUE, identifier_values
+from resolution.matching import IDENTIFIER, RULE_INDEX, RULE_KEY, VALUE, identifier_values, rule_keys
 from resolution.model_report import TrainingReport, em_not_converged, unobserved_levels
 from resolution.schemas import (
     COMPARISON_LEVELS,
@@ -482,42 +482,61 @@ def score_candidates(
     Without a model (no ``matching`` section), the identifier rules' pairs alone
     (:func:`identifier_pairs`).
 
-    Two Splink passes: the identifier rules (``block_on(email)``, ...), whose pairs are kept
-    whatever their score (deterministic links, with the evidence), then the blocking rules
-    with Splink's ``threshold_match_probability`` at the review threshold, so the pairs that
-    cannot become an edge are dropped inside Splink's SQL instead of being written out with
-    their comparison columns (most candidate pairs are such pairs). A pair both passes find
-    is kept once, as an identifier pair.
+    The candidate rules are the identifier rules (``block_on(email)``, ...), whose pairs are
+    kept whatever their score (deterministic links, with the evidence), then the blocking
+    rules, whose pairs are kept at the review threshold (most candidate pairs fall below it
+    and are dropped before anything is written). A pair both kinds find is kept once, as an
+    identifier pair.
 
     With ``changed`` (a subset of ``records``), only pairs involving a changed record are
     produced, with the same rules: each pass blocks changed x all live records, then
     self-pairs are dropped and a pair of two changed records (found in both orders) is kept
     once.
 
-    The pairs are found by plain Spark joins and scored by Splink's own SQL in one query
-    (:func:`_native_predictor`); ``via_linker`` runs Splink's ``Linker`` instead, the reference
-    the native path is tested against (same pairs, same weights).
+    The pairs of every rule are found by one Spark equi-join and scored by Splink's own SQL in
+    one query (:func:`_native_predictor`); ``via_linker`` runs Splink's ``Linker`` instead, in
+    two passes (identifier rules, then blocking rules with ``threshold_match_probability``),
+    the reference the native path is tested against (same pairs, same weights).
 
     Output: ``record_key_l < record_key_r``, ``rule`` (identifier rule name or ``model``),
     ``match_probability``, ``match_weight``, ``comparison_levels``.
     """
     if model is None:
         return identifier_pairs(records, config=config, changed=changed)
-    predictor = _splink_predictor if via_linker else _native_predictor
-    predict = predictor(spark, records, config=config, model=model, changed=changed)
+    identifier_rules, blocking_rules = identifier_blocking_rules(config), config.matching.blocking_rules
+    if not identifier_rules and not blocking_rules:
+        raise ModelError(f"{config.path}: no identifier rule and no blocking rule, so no candidate pair")
+    threshold = config.matching.review_threshold
+    if not via_linker:
+        # One pass over every rule: a pair agreeing on an identifier rule has a match_key
+        # below len(identifier_rules) (they come first) and is kept whatever its score; any
+        # other pair is kept at the review threshold, compared on the match weight as Splink's
+        # threshold_match_probability is.
+        predict = _native_predictor(spark, records, config=config, model=model, changed=changed)
+        pairs = predict([*identifier_rules, *blocking_rules], None)
+        is_identifier = F.col("match_key").cast("int") < len(identifier_rules)
+        if blocking_rules:
+            pairs = pairs.filter(is_identifier | (F.col("match_weight") >= _threshold_weight(threshold)))
+        rule = F.when(is_identifier, _identifier_rule_name(config)).otherwise(F.lit(MODEL_RULE))
+        return _edges(pairs, rule, model=model)
+    predict = _splink_predictor(spark, records, config=config, model=model, changed=changed)
     scored = []
-    if config.identifiers:
-        identifier_edges = predict(identifier_blocking_rules(config), None)
+    if identifier_rules:
+        identifier_edges = predict(identifier_rules, None)
         scored.append(_edges(identifier_edges, _identifier_rule_name(config), model=model))
-    if config.matching.blocking_rules:
-        model_pairs = _edges(predict(config.matching.blocking_rules, config.matching.review_threshold),
-                             F.lit(MODEL_RULE), model=model)
+    if blocking_rules:
+        model_pairs = _edges(predict(blocking_rules, threshold), F.lit(MODEL_RULE), model=model)
         if scored:
             model_pairs = model_pairs.join(scored[0], [RECORD_KEY_L, RECORD_KEY_R], "left_anti")
         scored.append(model_pairs)
-    if not scored:
-        raise ModelError(f"{config.path}: no identifier rule and no blocking rule, so no candidate pair")
     return scored[0] if len(scored) == 1 else scored[0].unionByName(scored[1])
+
+
+def _threshold_weight(probability: float) -> float:
+    """Splink's ``threshold_match_probability`` as the match weight its predict filters on."""
+    from splink.internals.misc import threshold_args_to_match_weight
+
+    return threshold_args_to_match_weight(probability, None)
 
 
 def _splink_predictor(
@@ -592,26 +611,23 @@ def _native_predictor(
 def _blocked_pairs(seeds: DataFrame, inputs: DataFrame, rules: Sequence[Sequence[str]], *, within: bool) -> DataFrame:
     """``record_key_l < record_key_r, match_key``: the pairs of a seed and any input record that
     agree on every column of some rule (null agrees with nothing), each with the position of
-    the first rule it agrees on. ``within``: the seeds are the inputs (each pair found once)."""
-    left_key, right_key = f"{RECORD_KEY}_l", f"{RECORD_KEY}_r"
-    found = None
-    for index, rule in enumerate(rules):
-        columns = list(rule)
-        left = seeds.select(F.col(RECORD_KEY).alias("__a"), *columns)
-        right = inputs.select(F.col(RECORD_KEY).alias("__b"), *columns)
-        # no broadcast hint for a changed subset: a large change would not fit, and adaptive
-        # execution broadcasts a small one by its measured size (the benchmark saw no gain)
-        joined = left.join(right, columns).filter(
-            (F.col("__a") < F.col("__b")) if within else (F.col("__a") != F.col("__b"))
-        )
-        pairs = joined.select(
-            F.least("__a", "__b").alias(left_key), F.greatest("__a", "__b").alias(right_key),
-            F.lit(index).alias("match_key"),
-        )
-        found = pairs if found is None else found.unionByName(pairs)
-    if found is None:
+    the first rule it agrees on. ``within``: the seeds are the inputs (each pair found once).
+
+    One equi-join over every rule's keys (:func:`resolution.matching.rule_keys`), not a join
+    per rule."""
+    if not rules:
         raise ModelError("no blocking rule to find candidate pairs with")
-    return found.groupBy(left_key, right_key).agg(F.min("match_key").alias("match_key"))
+    left_key, right_key = f"{RECORD_KEY}_l", f"{RECORD_KEY}_r"
+    left = rule_keys(seeds, rules).withColumnRenamed(RECORD_KEY, "__a")
+    right = rule_keys(inputs, rules).withColumnRenamed(RECORD_KEY, "__b")
+    # no broadcast hint for a changed subset: a large change would not fit, and adaptive
+    # execution broadcasts a small one by its measured size
+    joined = left.join(right, [RULE_INDEX, RULE_KEY]).filter(
+        (F.col("__a") < F.col("__b")) if within else (F.col("__a") != F.col("__b"))
+    )
+    return joined.groupBy(
+        F.least("__a", "__b").alias(left_key), F.greatest("__a", "__b").alias(right_key)
+    ).agg(F.min(RULE_INDEX).alias("match_key"))
 
 
 def _with_both_sides(pairs: DataFrame, inputs: DataFrame) -> DataFrame:

@@ -55,6 +55,13 @@ MUTATIONS = (
         (f"{PROPERTY}::test_rules_only_runs_equal_a_reference_resolver_ids_included",),
     ),
     Mutation(
+        "blocking_candidates", "a rescored record is scored against the other rescored records only",
+        "resolution/matching.py",
+        'return records.join(matched.select(RECORD_KEY).distinct(), RECORD_KEY, "left_semi")',
+        "return records.limit(0)",
+        (f"{PROPERTY}::test_incremental_equals_full_recompute",),
+    ),
+    Mutation(
         "anchor_tie_break", "anchor ties go to the worst source priority",
         "resolution/rules.py",
         "F.col(prefix + S.SOURCE_PRIORITY).asc(),",
