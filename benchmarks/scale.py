@@ -263,7 +263,13 @@ def run_child(work: Path, system: str) -> dict:
 def generate(work: Path, records: int, changes: float, *, delta: bool) -> dict:
     """The sources for ``records`` records and, kept aside, their change batch (``delta``: the
     sources as Delta tables with the change data feed on)."""
-    from resolution.generate import KEY_COLUMNS, SOURCE_FILES, TRUTH_FILE, change_batch, generate_sources
+    from resolution.generate import (
+        KEY_COLUMNS,
+        SOURCE_FILES,
+        TRUTH_FILE,
+        change_batch,
+        generate_sources,
+    )
 
     people = round(records / RECORDS_PER_PERSON)
     started = time.perf_counter()

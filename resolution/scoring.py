@@ -20,7 +20,14 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from resolution.config import Config
-from resolution.matching import IDENTIFIER, RULE_INDEX, RULE_KEY, VALUE, identifier_values, rule_keys
+from resolution.matching import (
+    IDENTIFIER,
+    RULE_INDEX,
+    RULE_KEY,
+    VALUE,
+    identifier_values,
+    rule_keys,
+)
 from resolution.model_report import TrainingReport, em_not_converged, unobserved_levels
 from resolution.schemas import (
     COMPARISON_LEVELS,
