@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from delta_sources import write_delta_source
+from deltalake import DeltaTable
 
 from resolution.config import load_config
 from resolution.generate import SOURCE_FILES, write_sources
@@ -59,12 +59,7 @@ def changed_frame(frame: pd.DataFrame, fraction: float, rng: np.random.Generator
 def to_delta(data: Path) -> None:
     """Each generated CSV as a Delta table (string columns) with the change data feed on."""
     for name in SOURCE_FILES.values():
-        frame = pd.read_csv(data / name, dtype=str, keep_default_na=False)
-        write_deltalake(
-            str(data / Path(name).stem),
-            pa.Table.from_pandas(frame, preserve_index=False),
-            configuration={"delta.enableChangeDataFeed": "true"},
-        )
+        write_delta_source(data / Path(name).stem, pd.read_csv(data / name, dtype=str, keep_default_na=False))
 
 
 def apply_changes(data: Path, fraction: float, *, seed: int, delta: bool) -> dict[str, int]:
@@ -77,26 +72,11 @@ def apply_changes(data: Path, fraction: float, *, seed: int, delta: bool) -> dic
             changed_frame(frame, fraction, rng).to_csv(data / name, index=False)
             counts[name] = int(len(frame) * fraction)
             continue
-        table = DeltaTable(str(data / Path(name).stem))
-        frame = table.to_pandas()
-        replace_content(table, changed_frame(frame, fraction, rng))
+        path = data / Path(name).stem
+        frame = DeltaTable(str(path)).to_pandas()
+        write_delta_source(path, changed_frame(frame, fraction, rng))  # one MERGE: only changes
         counts[name] = int(len(frame) * fraction)
     return counts
-
-
-def replace_content(table: DeltaTable, new: pd.DataFrame) -> None:
-    """One Delta MERGE that makes ``table`` hold ``new`` (keyed by its first column): only rows
-    that differ are updated, so the change data feed holds just the changes."""
-    key = new.columns[0]
-    differs = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in new.columns if c != key)
-    (
-        table.merge(pa.Table.from_pandas(new, preserve_index=False), f"t.{key} = s.{key}",
-                    source_alias="s", target_alias="t")
-        .when_matched_update_all(predicate=differs)
-        .when_not_matched_insert_all()
-        .when_not_matched_by_source_delete()
-        .execute()
-    )
 
 
 def rows_rewritten(warehouse: Path, before: dict[str, int]) -> int:

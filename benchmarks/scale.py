@@ -293,27 +293,13 @@ def generate(work: Path, records: int, changes: float, *, delta: bool) -> dict:
 
 
 def write_delta_source(data: Path, file: str, *, key: str, csv_folder: Path) -> None:
-    """Make the Delta table ``data/<file stem>`` (created with its change data feed on) hold the
-    CSV ``csv_folder/file`` (strings, empty as null), as one MERGE on ``key`` that touches only
-    rows that differ: the change feed then holds just the changes, as a source system's would."""
+    """Make the Delta table ``data/<file stem>`` hold the CSV ``csv_folder/file`` (strings, empty
+    as null): created, or changed by one MERGE (see :mod:`delta_sources`)."""
     import pandas as pd
-    import pyarrow as pa
-    from deltalake import DeltaTable, write_deltalake
+    from delta_sources import write_delta_source as write
 
     table = pd.read_csv(csv_folder / file, dtype=str, keep_default_na=False).replace("", None)
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    path = data / Path(file).stem
-    if not DeltaTable.is_deltatable(str(path)):
-        write_deltalake(str(path), arrow, configuration={"delta.enableChangeDataFeed": "true"})
-        return
-    differs = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in arrow.column_names if c != key)
-    (
-        DeltaTable(str(path)).merge(arrow, f"t.{key} = s.{key}", source_alias="s", target_alias="t")
-        .when_matched_update_all(predicate=differs)
-        .when_not_matched_insert_all()
-        .when_not_matched_by_source_delete()
-        .execute()
-    )
+    write(data / Path(file).stem, table, key=key)
 
 
 def apply_change_batch(work: Path) -> None:

@@ -520,7 +520,7 @@ def score_candidates(
         # other pair is kept at the review threshold, compared on the match weight as Splink's
         # threshold_match_probability is.
         predict = _native_predictor(spark, records, config=config, model=model, changed=changed)
-        pairs = predict([*identifier_rules, *blocking_rules], None)
+        pairs = predict([*identifier_rules, *blocking_rules])
         is_identifier = F.col("match_key").cast("int") < len(identifier_rules)
         if blocking_rules:
             pairs = pairs.filter(is_identifier | (F.col("match_weight") >= _threshold_weight(threshold)))
@@ -589,8 +589,8 @@ def _native_predictor(
     config: Config,
     model: dict[str, Any],
     changed: DataFrame | None,
-) -> Callable[[Sequence[Sequence[str]], float | None], DataFrame]:
-    """``predict(blocking rules, threshold)`` as Splink's predict computes it, in one Spark query.
+) -> Callable[[Sequence[Sequence[str]]], DataFrame]:
+    """``predict(blocking rules)`` as Splink's predict computes it (no threshold), in one Spark query.
 
     Splink's ``Linker`` runs its steps (blocking, comparison vectors, match weights) as
     separate tables, each written to the checkpoint folder before the next reads it: a fixed
@@ -608,9 +608,9 @@ def _native_predictor(
     inputs = model_inputs(records, config)
     seeds = inputs if changed is None else inputs.join(changed.select(RECORD_KEY), RECORD_KEY, "left_semi")
 
-    def predict(rules: Sequence[Sequence[str]], threshold: float | None) -> DataFrame:
+    def predict(rules: Sequence[Sequence[str]]) -> DataFrame:
         pairs = _blocked_pairs(seeds, inputs, rules, within=changed is None)
-        return _splink_scores(spark, _with_both_sides(pairs, inputs), settings, threshold)
+        return _splink_scores(spark, _with_both_sides(pairs, inputs), settings)
 
     return predict
 
@@ -645,17 +645,17 @@ def _with_both_sides(pairs: DataFrame, inputs: DataFrame) -> DataFrame:
     return pairs.join(sides[0], f"{RECORD_KEY}_l").join(sides[1], f"{RECORD_KEY}_r")
 
 
-def _splink_scores(spark: SparkSession, blocked: DataFrame, settings, threshold: float | None) -> DataFrame:
+def _splink_scores(spark: SparkSession, blocked: DataFrame, settings) -> DataFrame:
     """Splink's SQL from comparison vectors to match weights and probabilities over ``blocked``
     (its ``__splink__df_blocked``), as one query: ``gamma_*`` and ``mw_*`` per comparison,
-    ``match_weight``, ``match_probability``; pairs under ``threshold`` dropped."""
+    ``match_weight``, ``match_probability``; every pair kept (the caller applies thresholds)."""
     import sqlglot
     from splink.internals.comparison_vector_values import compute_comparison_vector_values_sql
     from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
 
     columns = settings._columns_to_select_for_comparison_vector_values  # match_key included
     steps = [{"sql": compute_comparison_vector_values_sql(columns), "output_table_name": "__splink__df_comparison_vectors"}]
-    steps += predict_from_comparison_vectors_sqls_using_settings(settings, threshold_match_probability=threshold)
+    steps += predict_from_comparison_vectors_sqls_using_settings(settings)
     ctes = ",\n".join(f"{step['output_table_name']} AS ({step['sql']})" for step in steps[:-1])
     # Splink writes dialect-neutral SQL and transpiles it per engine, as its SparkAPI does
     query = sqlglot.transpile(f"WITH {ctes}\n{steps[-1]['sql']}", read="spark", write="customspark")[0]
