@@ -91,6 +91,8 @@ def _config(work: Path):
 
 
 def child_ours(work: Path, mode: str) -> dict:
+    from scans import rows_read, widen_plan_strings
+
     from resolution.matching import mask_oversized_identifiers
     from resolution.pipeline import run_pipeline
     from resolution.scoring import model_inputs
@@ -99,7 +101,30 @@ def child_ours(work: Path, mode: str) -> dict:
     started = time.perf_counter()
     spark = get_spark_session("idr-scale")
     startup = time.perf_counter() - started
+    widen_plan_strings(spark)
     config = _config(work)
+
+    def reads(summary, warehouse: Path) -> dict:
+        """Rows each stage read from each table and source. A Delta source's change feed is
+        read by delta-rs into Arrow (no file scan): its rows are counted here from the
+        versions the run read after the last one (saved by the full run)."""
+        tables = {str(folder): folder.name for folder in warehouse.iterdir() if folder.is_dir()}
+        tables.update({s.location: f"source {s.name}" for s in config.sources})
+        by_stage = rows_read(spark, summary.run_id, tables)
+        versions = work / "source-versions.json"
+        if mode == "full":
+            versions.write_text(json.dumps(summary.source_versions))
+        elif (work / "delta-sources").exists():
+            from deltalake import DeltaTable
+
+            before = json.loads(versions.read_text())
+            for s in config.sources:
+                start, end = int(before[s.name]) + 1, int(summary.source_versions[s.name])
+                rows = 0 if start > end else DeltaTable(s.location).load_cdf(
+                    starting_version=start, ending_version=end).read_all().num_rows
+                by_stage.setdefault("ingest", {})[f"source {s.name} (change feed)"] = rows
+        return by_stage
+
     warm = None
     if mode == "incremental":
         # The same run first on a copy of the warehouse, in this process: it pays the JVM's
@@ -111,7 +136,8 @@ def child_ours(work: Path, mode: str) -> dict:
         started = time.perf_counter()
         first = run_pipeline(spark, dataclasses.replace(config, storage=dataclasses.replace(
             config.storage, warehouse=str(cold))), mode=mode, report=lambda line: None)
-        warm = {"seconds": time.perf_counter() - started, "stages": first.stage_seconds, "jobs": first.stage_jobs}
+        warm = {"seconds": time.perf_counter() - started, "stages": first.stage_seconds, "jobs": first.stage_jobs,
+                "reads": reads(first, cold)}
         shutil.rmtree(cold)
     started = time.perf_counter()
     summary = run_pipeline(spark, config, mode=mode, report=lambda line: None)
@@ -129,9 +155,11 @@ def child_ours(work: Path, mode: str) -> dict:
         "records": summary.records_in, "status": summary.status, "jobs": summary.stage_jobs,
         "rows_written": sum(summary.rows_written.values()),
         "rows_changed": summary.records_new + summary.records_updated + summary.records_deleted,
+        "reads": reads(summary, work / "lakehouse"),
     }
     if warm is not None:  # the first run was the cold one: report it as the run, the second as warm
         result = {**result, "seconds": warm["seconds"], "stages": warm["stages"], "jobs": warm["jobs"],
+                  "reads": warm["reads"],
                   "warm": {"seconds": seconds, "stages": summary.stage_seconds, "jobs": summary.stage_jobs}}
     return result
 
@@ -387,6 +415,16 @@ def print_table(size: dict) -> None:
         jobs = result["jobs"]
         print(f"| {system} | " + " | ".join(str(jobs.get(s, "")) for s in STAGES)
               + f" | {sum(jobs.values())} | {result['rows_changed']:,} | {result['rows_written']:,} |")
+    print("\nRows each stage read, by table (Spark's scan metrics; a cached frame read again is not"
+          " counted; benchmarks/scans.py):\n")
+    print("| system | stage | rows read |")
+    print("|---|---|---|")
+    for system, result in results.items():
+        for stage in STAGES:
+            tables = result.get("reads", {}).get(stage)
+            if tables:
+                cells = "; ".join(f"{table} {rows:,}" for table, rows in sorted(tables.items(), key=lambda t: -t[1]))
+                print(f"| {system} | {stage} | {cells} |")
 
 
 def main() -> None:
