@@ -11,6 +11,11 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -152,11 +157,14 @@ def id_events(clustered: DataFrame, previous: DataFrame, membership: DataFrame) 
     )
 
 
-def _with_previous(clustered: DataFrame, previous: DataFrame) -> DataFrame:
-    prev = previous.select(
+def _previous_columns(previous: DataFrame) -> DataFrame:
+    return previous.select(
         RECORD_KEY, F.col(ENTITY_ID).alias("__prev_id"), F.col(IS_PRIMARY).alias("__prev_primary")
     )
-    return clustered.join(prev, RECORD_KEY, "left")
+
+
+def _with_previous(clustered: DataFrame, previous: DataFrame) -> DataFrame:
+    return clustered.join(_previous_columns(previous), RECORD_KEY, "left")
 
 
 def _claims(joined: DataFrame) -> DataFrame:
@@ -189,3 +197,118 @@ def _membership(clustered: DataFrame, ids: DataFrame) -> DataFrame:
         ENTITY_ID,
         (F.col("__rank") == 1).alias(IS_PRIMARY),
     )
+
+
+# ------------------------------------------------------------------- the same policy, in Python
+
+
+@dataclass(frozen=True)
+class LocalIds:
+    """What :func:`assign_ids_locally` decided: ``membership`` rows as :func:`assign_entity_ids`
+    returns them, ``events`` rows as :func:`id_events` does, and the ``fresh`` ids (entities
+    this assignment created)."""
+
+    membership: list[tuple]
+    events: list[tuple]
+    fresh: frozenset[str]
+
+
+def _anchor_sort(record: Mapping[str, Any]) -> tuple:
+    """:func:`anchor_order` as a sort key, ``source_timestamp`` in epoch microseconds (as
+    collected by :func:`collect_for_ids`, so the process's time zone plays no part): a null
+    timestamp last, a null priority first, as Spark sorts them ascending."""
+    moment, priority, key = record[SOURCE_TIMESTAMP], record[SOURCE_PRIORITY], record[RECORD_KEY]
+    return (moment is None, moment or 0, priority is not None, priority or 0, key)
+
+
+def collect_for_ids(clustered: DataFrame, previous: DataFrame, limit: int) -> tuple[list, list] | None:
+    """The rows :func:`assign_ids_locally` takes, in one job, or None when they are more than
+    ``limit`` (the region is then left to Spark)."""
+    rows = (
+        clustered.withColumn(SOURCE_TIMESTAMP, F.unix_micros(SOURCE_TIMESTAMP))
+        .join(_previous_columns(previous), RECORD_KEY, "full")
+        .limit(limit + 1)
+        .collect()
+    )
+    if len(rows) > limit:
+        return None
+    records, olds = [], []
+    for row in rows:
+        if row["__prev_id"] is not None:
+            olds.append({RECORD_KEY: row[RECORD_KEY], ENTITY_ID: row["__prev_id"], IS_PRIMARY: row["__prev_primary"]})
+        if row[CLUSTER] is not None:  # live (a deleted record has only its committed row)
+            records.append(row.asDict())
+    return records, olds
+
+
+def assign_ids_locally(
+    clustered: Iterable[Mapping[str, Any]],
+    previous: Iterable[Mapping[str, Any]],
+    taken: Callable[[set[str]], set[str]],
+) -> LocalIds:
+    """:func:`assign_entity_ids` and :func:`id_events` on the driver, for a region small
+    enough to collect (an incremental run's): the same rules, row for row (the conformance
+    tests run both on the same inputs).
+
+    ``clustered`` and ``previous`` are the rows those functions take (``source_timestamp``
+    in epoch microseconds); ``taken(ids)`` answers which of ``ids`` are in use or retired
+    anywhere (one lookup in the tables). It is asked about each new entity's anchor key and
+    the suffixed id that key would take, so that its caller can tell an id in use apart.
+
+    ``previous`` may hold committed rows of records no longer live (deleted): their entity is
+    retired when no live record holds it.
+    """
+    records = [dict(r) for r in clustered]
+    before = {r[RECORD_KEY]: r for r in previous}
+    by_cluster: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_cluster[record[CLUSTER]].append(record)
+    for members in by_cluster.values():
+        members.sort(key=_anchor_sort)
+    # claims: per old id, the clusters holding its records; the winner holds most (then the
+    # old primary, then the smallest cluster key)
+    held: Counter = Counter()
+    primary: dict[tuple[str, str], int] = {}
+    holders: dict[str, list[dict]] = defaultdict(list)  # old id -> its records still live
+    for record in records:
+        old = before.get(record[RECORD_KEY])
+        if old is None:
+            continue
+        claim = (record[CLUSTER], old[ENTITY_ID])
+        held[claim] += 1
+        flag = old[IS_PRIMARY]
+        if flag is not None:
+            primary[claim] = max(primary.get(claim, -1), int(flag))
+        holders[old[ENTITY_ID]].append(record)
+    claims: dict[str, list[str]] = defaultdict(list)  # old id -> clusters, winner first
+    for cluster, old_id in sorted(held, key=lambda c: c[0]):
+        claims[old_id].append(cluster)
+    for old_id, clusters in claims.items():
+        clusters.sort(key=lambda c: (-held[(c, old_id)], -primary.get((c, old_id), -1), c))
+    won: dict[str, list[str]] = defaultdict(list)  # cluster -> the old ids it won
+    for old_id, clusters in claims.items():
+        won[clusters[0]].append(old_id)
+    # a cluster that won several old ids keeps the oldest (by its anchor among live records)
+    age = {old_id: _anchor_sort(min(rows, key=_anchor_sort)) for old_id, rows in holders.items()}
+    ids = {cluster: min(old_ids, key=lambda i: age[i]) for cluster, old_ids in won.items()}
+    anchors = {cluster: members[0][RECORD_KEY] for cluster, members in by_cluster.items() if cluster not in ids}
+    used = taken(set(anchors.values()) | {f"{key}#{cluster}" for cluster, key in anchors.items()})
+    fresh = {cluster: key if key not in used else f"{key}#{cluster}" for cluster, key in anchors.items()}
+    ids.update(fresh)
+    membership = [
+        (r[RECORD_KEY], r[SOURCE], r[SOURCE_ID], ids[cluster], i == 0)
+        for cluster, members in by_cluster.items()
+        for i, r in enumerate(members)
+    ]
+    sizes = Counter(ids[r[CLUSTER]] for r in records)
+    events: list[tuple] = []
+    for cluster, old_ids in won.items():
+        for old_id in old_ids:
+            if old_id != ids[cluster]:
+                events.append((ids[cluster], old_id, MERGED, sizes.get(ids[cluster])))
+                events.append((old_id, ids[cluster], RETIRED, sizes.get(old_id)))
+    split = {(old_id, ids[c]) for old_id, clusters in claims.items() for c in clusters[1:] if c not in won}
+    events += [(old_id, other, SPLIT, sizes.get(old_id)) for old_id, other in sorted(split)]
+    gone = {r[ENTITY_ID] for r in before.values()} - set(claims)
+    events += [(old_id, None, RETIRED, sizes.get(old_id)) for old_id in sorted(gone)]
+    return LocalIds(membership, events, frozenset(fresh.values()))

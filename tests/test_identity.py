@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 from pyspark.sql.types import (
     BooleanType,
@@ -13,7 +14,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from resolution.identity import assign_entity_ids, id_events
+from resolution.identity import assign_entity_ids, assign_ids_locally, collect_for_ids, id_events
 
 CLUSTERED = StructType(
     [
@@ -120,3 +121,54 @@ def test_split_majority_wins_over_the_part_with_the_old_primary(spark):
     assert members["crm:1"][0] != "crm:1"
     assert members["crm:1"][1] is True
     assert events == [("crm:1", members["crm:1"][0], "SPLIT")]
+
+
+def _random_case(rng: random.Random, case: int) -> tuple[list, list, set]:
+    """One region: records in clusters, the committed membership of some of them (and of
+    deleted records), and ids in use elsewhere; keys ``s<case>:<n>`` so cases never meet."""
+    keys = [f"s{case}:{n}" for n in range(rng.randint(1, 9))]
+    clusters = [f"s{case}:k{j}" for j in range(rng.randint(1, 4))]
+    days = [None, 1, 2, 3]  # few days and priorities: ties on both
+    rows = [(key, rng.choice([1, 2]), rng.choice(days), rng.choice(clusters)) for key in keys]
+    deleted = [f"s{case}:d{n}" for n in range(rng.randint(0, 2))]
+    ids = [*rng.sample(keys, min(len(keys), 2)), f"s{case}:e0", f"s{case}:e1"]
+    previous = []
+    for key in [*keys, *deleted]:
+        if rng.random() < 0.7:
+            previous.append((key, rng.choice(ids), rng.random() < 0.4))
+    elsewhere = {key for key in keys if rng.random() < 0.2} | {f"{key}#{c}" for key in keys[:1] for c in clusters[:1]}
+    return rows, previous, elsewhere
+
+
+def test_the_driver_id_policy_gives_what_the_dataframe_policy_gives(spark):
+    """The incremental run's small regions get their ids on the driver (assign_ids_locally),
+    full runs in Spark: on 150 random regions (ties, splits, merges, deleted records, ids
+    already taken), both give the same membership and the same lineage events."""
+    rng = random.Random(7)
+    cases = [_random_case(rng, case) for case in range(150)]
+    rows = [row for case in cases for row in case[0]]
+    previous_rows = [row for case in cases for row in case[1]]
+    elsewhere = set().union(*(case[2] for case in cases))
+    clustered = _clustered(spark, rows)
+    previous = spark.createDataFrame(previous_rows, PREVIOUS)
+    taken = spark.createDataFrame([(i,) for i in sorted(elsewhere)], "entity_id string").unionByName(
+        previous.select("entity_id")
+    )
+    membership = assign_entity_ids(clustered, previous, taken=taken)
+    lineage = id_events(clustered, previous, membership)
+    in_use = elsewhere | {row[1] for row in previous_rows}
+    local = assign_ids_locally(*collect_for_ids(clustered, previous, limit=10_000), taken=lambda ids: ids & in_use)
+
+    expected = sorted(tuple(row) for row in membership.collect())
+    assert sorted(local.membership) == expected
+    assert len({row[3] for row in expected}) > 100  # the cases are not trivial: many entities
+    events = sorted(tuple(row) for row in lineage.collect())
+    assert sorted(local.events, key=str) == sorted(events, key=str)
+    assert {event[2] for event in events} == {"MERGED", "RETIRED", "SPLIT"}
+    assert any("#" in row[3] for row in expected)  # an anchor key already taken was suffixed
+
+
+def test_the_driver_id_policy_leaves_a_large_region_to_spark(spark):
+    clustered = _clustered(spark, [(f"crm:{n}", 1, 1, "c") for n in range(5)])
+    assert collect_for_ids(clustered, spark.createDataFrame([], PREVIOUS), limit=4) is None
+    assert collect_for_ids(clustered, spark.createDataFrame([], PREVIOUS), limit=5) is not None

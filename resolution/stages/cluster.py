@@ -36,6 +36,8 @@ class Clustered:
 
 
 def cluster(ctx: RunContext, scored: Scored) -> Clustered:
+    # Read whole (cached): the changed records' entities, then every record of those, are two
+    # lookups (by record key, then by entity id) in a table laid out by neither.
     old_membership = ctx.held(ctx.table(S.RESOLVED_MEMBERSHIP, S.RESOLVED_MEMBERSHIP_SCHEMA).cache())
     old_cuts = ctx.table(S.CUT_EDGES, S.CUT_EDGES_SCHEMA)
     affected_keys = _affected_keys(ctx, scored, old_membership, old_cuts)
@@ -105,7 +107,8 @@ def _region_edges(ctx: RunContext, scored: Scored, region: DataFrame) -> tuple[D
     old_edges = ctx.table(S.MATCH_EDGES, S.MATCH_EDGES_SCHEMA)
     if ctx.full:  # every old edge is replaced
         return old_edges, ctx.spark.createDataFrame([], S.MATCH_EDGES_SCHEMA)
-    # read once: the region's old edges
+    # read once, whole: the region's old edges are found by record key, which the table is
+    # not laid out by
     region_edges = ctx.held(edges_touching(old_edges, region).transform(materialize))
     old_touched_edges = edges_touching(region_edges, scored.touched)
     kept = region_edges.join(

@@ -58,6 +58,9 @@ class Captured:
 
 def capture(ctx: RunContext) -> Captured:
     """Read what changed in every source (all of it with ``ctx.full``); count it."""
+    # Read whole, once (cached), on every run: a snapshot source's rows are compared with their
+    # committed hashes, and any live record can be a changed record's blocking partner (its
+    # rule keys are read by the score stage; a persisted key index would avoid the scan).
     old_records = ctx.held(ctx.table(S.SOURCE_RECORDS, ctx.records_schema).cache())
     sources = capture_changes(
         ctx.spark,

@@ -33,6 +33,8 @@ def profile(ctx: RunContext, identified: Identified) -> Profiled:
     membership, previous = identified.membership, identified.previous
     golden = build_golden_profiles(clustered.affected, membership, config=ctx.config)
     old_ids = previous.select(S.ENTITY_ID).unionByName(membership.select(S.ENTITY_ID)).distinct()
+    # The region's committed rows of these tables, found by entity id and by record key: the
+    # tables are not laid out by those, so each read scans the table.
     old_golden = ctx.table(S.GOLDEN_PROFILES, ctx.golden_schema).join(old_ids, S.ENTITY_ID, "left_semi")
     new_edges = scored.new_edges
     review = review_pairs(
