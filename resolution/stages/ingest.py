@@ -58,10 +58,14 @@ class Captured:
 
 def capture(ctx: RunContext) -> Captured:
     """Read what changed in every source (all of it with ``ctx.full``); count it."""
-    # Read whole, once (cached), on every run: a snapshot source's rows are compared with their
-    # committed hashes, and any live record can be a changed record's blocking partner (its
-    # rule keys are read by the score stage; a persisted key index would avoid the scan).
-    old_records = ctx.held(ctx.table(S.SOURCE_RECORDS, ctx.records_schema).cache())
+    # Read whole on every run: a snapshot source's rows are compared with their committed
+    # hashes, and any live record can be a changed record's blocking partner (its rule keys are
+    # read by the score stage; a persisted key index would avoid the scan). Not cached: each use
+    # reads only the columns it needs from Parquet, and caching every column of every record
+    # cost more than all those scans (1M records, 1% changed: 109-117 s a run cached, 90-91 s
+    # not; benchmarks/scale.py). The table is written last in a run (publish), so every read
+    # sees the committed state the run started from.
+    old_records = ctx.table(S.SOURCE_RECORDS, ctx.records_schema)
     sources = capture_changes(
         ctx.spark,
         ctx.config,

@@ -46,8 +46,8 @@ def standardize(ctx: RunContext, captured: Captured) -> Standardized:
     if ctx.full:
         live = changed
     else:
-        # Not materialized: every use scans the cached old records, which is cheaper than
-        # copying all of them each run.
+        # Not materialized: every use scans the committed records (the columns it needs),
+        # which is cheaper than copying all of them each run.
         replaced = F.broadcast(_gone_or_changed(changed, captured))
         live = captured.old_records.join(replaced, S.RECORD_KEY, "left_anti").unionByName(changed)
     summary = ctx.summary
