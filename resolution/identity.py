@@ -281,7 +281,7 @@ def assign_ids_locally(
             primary[claim] = max(primary.get(claim, -1), int(flag))
         holders[old[ENTITY_ID]].append(record)
     claims: dict[str, list[str]] = defaultdict(list)  # old id -> clusters, winner first
-    for cluster, old_id in sorted(held, key=lambda c: c[0]):
+    for cluster, old_id in held:
         claims[old_id].append(cluster)
     for old_id, clusters in claims.items():
         clusters.sort(key=lambda c: (-held[(c, old_id)], -primary.get((c, old_id), -1), c))
