@@ -35,8 +35,10 @@ ours, and the table then says that only our runs apply them.
 Printed per size: seconds per stage (session start-up apart), candidate pairs, pairs scored
 per second, peak memory (resident set of the process and its JVM, sampled every 0.1 s),
 B-cubed F1 against the truth, and each time as a ratio of ours; then the Spark jobs each of
-our stages ran, the source records changed and the rows the MERGEs wrote. The machine is shared and
-noisy: compare ratios within one run, not seconds across runs.
+our stages ran, the source records changed and the rows the MERGEs wrote; then the rows each
+stage read from each table and source (``scans.py``: Spark's scan metrics, and a Delta source's
+change-feed rows). The machine is shared and noisy: compare ratios within one run, not seconds
+across runs.
 """
 
 from __future__ import annotations
