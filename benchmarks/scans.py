@@ -7,8 +7,9 @@ the filters above it). A scan of a cached or checkpointed frame is not a table r
 left out, so a frame materialized once and used five times counts once.
 
 Tables are named by their folder: a folder below the warehouse is the output table of that
-name, a source location its source. Change feeds read through delta-rs arrive as Arrow
-(no file scan): their rows are the run's ``records_read``, reported beside these.
+name, a source location its source. A change feed read through delta-rs arrives as Arrow (no
+file scan) and is not counted here: ``scale.py`` counts its rows from the source versions the
+runs read.
 
 Call :func:`widen_plan_strings` before the run: Spark shortens a scan's file list to 100
 characters in its plan, which can cut a long warehouse path before the table's folder.

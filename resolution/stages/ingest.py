@@ -62,9 +62,9 @@ def capture(ctx: RunContext) -> Captured:
     # hashes, and any live record can be a changed record's blocking partner (its rule keys are
     # read by the score stage; a persisted key index would avoid the scan). Not cached: each use
     # reads only the columns it needs from Parquet, and caching every column of every record
-    # cost more than all those scans (1M records, 1% changed: 109-117 s a run cached, 90-91 s
-    # not; benchmarks/scale.py). The table is written last in a run (publish), so every read
-    # sees the committed state the run started from.
+    # cost more than all those scans (1M records of benchmarks/scale.py, 1% changed, runs
+    # alternated in one warm session: 109-117 s a run cached, 90-91 s not). The table is
+    # written last in a run (publish), so every read sees the state the run started from.
     old_records = ctx.table(S.SOURCE_RECORDS, ctx.records_schema)
     sources = capture_changes(
         ctx.spark,
