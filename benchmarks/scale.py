@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/scale.py --records 100000
     .venv/bin/python benchmarks/scale.py --records 100000 1000000 --workdir /tmp/idr-scale
     .venv/bin/python benchmarks/scale.py --records 100000 --sources delta --changes 0.001
+    .venv/bin/python benchmarks/scale.py --records 100000 --sources delta --backend jvm
 
 For each size: generate that many records (``idr generate``'s code, three sources, with
 truth), then, each in its own process so that peak memory is its own:
@@ -27,6 +28,10 @@ whole every run; ``--sources delta`` writes them as Delta tables with the change
 and applies the change batch as one MERGE per table, so an incremental run reads only the
 changes.
 
+``--backend jvm`` runs ours on delta-spark (``make jars``; tables with deletion vectors, so a
+MERGE marks changed rows deleted instead of rewriting their files) instead of the embedded
+delta-rs; the Splink runs are the same either way.
+
 The same work on both sides: Splink gets our standardized records with the values our
 ``max_group_size`` masking nulls already nulled, and the config's ``cannot_link`` constraints
 are dropped for our runs (Splink's clustering has none); ``--with-constraints`` keeps them for
@@ -35,7 +40,8 @@ ours, and the table then says that only our runs apply them.
 Printed per size: seconds per stage (session start-up apart), candidate pairs, pairs scored
 per second, peak memory (resident set of the process and its JVM, sampled every 0.1 s),
 B-cubed F1 against the truth, and each time as a ratio of ours; then the Spark jobs each of
-our stages ran, the source records changed and the rows the MERGEs wrote; then the rows each
+our stages ran, the source records changed, the rows the MERGEs wrote and the rows the Delta
+engine rewrote to apply them (rows of the data files the run's commits added); then the rows each
 stage read from each table and source (``scans.py``: Spark's scan metrics, and a Delta source's
 change-feed rows). The machine is shared and noisy: compare ratios within one run, not seconds
 across runs.
@@ -84,9 +90,10 @@ def _config(work: Path):
         sources = tuple(
             dataclasses.replace(s, location=str(work / "data" / Path(s.location).name)) for s in config.sources
         )
+    backend = os.environ.get("IDR_SCALE_BACKEND", "embedded")
     return dataclasses.replace(
         config,
-        storage=dataclasses.replace(config.storage, warehouse=str(work / "lakehouse")),
+        storage=dataclasses.replace(config.storage, warehouse=str(work / "lakehouse"), backend=backend),
         sources=sources,
         matching=dataclasses.replace(config.matching, model=str(REPO / config.matching.model)),
     )
@@ -100,11 +107,11 @@ def child_ours(work: Path, mode: str) -> dict:
     from resolution.scoring import model_inputs
     from resolution.session import get_spark_session
 
+    config = _config(work)
     started = time.perf_counter()
-    spark = get_spark_session("idr-scale")
+    spark = get_spark_session("idr-scale", backend=config.storage.backend)
     startup = time.perf_counter() - started
     widen_plan_strings(spark)
-    config = _config(work)
 
     def reads(summary, warehouse: Path) -> dict:
         """Rows each stage read from each table and source. A Delta source's change feed is
@@ -135,19 +142,25 @@ def child_ours(work: Path, mode: str) -> dict:
         cold = work / "lakehouse-cold"
         shutil.rmtree(cold, ignore_errors=True)
         shutil.copytree(work / "lakehouse", cold)
+        before = table_versions(cold)
         started = time.perf_counter()
         first = run_pipeline(spark, dataclasses.replace(config, storage=dataclasses.replace(
             config.storage, warehouse=str(cold))), mode=mode, report=lambda line: None)
         warm = {"seconds": time.perf_counter() - started, "stages": first.stage_seconds, "jobs": first.stage_jobs,
-                "reads": reads(first, cold)}
+                "reads": reads(first, cold), "rows_rewritten": rows_rewritten(cold, before)}
         shutil.rmtree(cold)
+    before = table_versions(work / "lakehouse")
     started = time.perf_counter()
     summary = run_pipeline(spark, config, mode=mode, report=lambda line: None)
     seconds = time.perf_counter() - started
+    rewritten = rows_rewritten(work / "lakehouse", before)
     if mode == "full":  # the baselines' input: the same standardized records (not timed)
         from resolution.store import open_store
 
         store = open_store(spark, config)
+        # the full run's partition, kept for evaluation before the incremental run changes it
+        store.read("resolved_membership").select("record_key", "entity_id").write.mode("overwrite").parquet(
+            str(work / "membership-full.parquet"))
         # masked as our scoring sees them: a junk value shared by many records links nobody
         masked = mask_oversized_identifiers(store.read("source_records"), rules=config.identifiers)
         inputs = model_inputs(masked, config)
@@ -155,15 +168,46 @@ def child_ours(work: Path, mode: str) -> dict:
     result = {
         "startup": startup, "seconds": seconds, "stages": summary.stage_seconds,
         "records": summary.records_in, "status": summary.status, "jobs": summary.stage_jobs,
-        "rows_written": sum(summary.rows_written.values()),
+        "rows_written": sum(summary.rows_written.values()), "rows_rewritten": rewritten,
         "rows_changed": summary.records_new + summary.records_updated + summary.records_deleted,
         "reads": reads(summary, work / "lakehouse"),
     }
     if warm is not None:  # the first run was the cold one: report it as the run, the second as warm
         result = {**result, "seconds": warm["seconds"], "stages": warm["stages"], "jobs": warm["jobs"],
-                  "reads": warm["reads"],
+                  "reads": warm["reads"], "rows_rewritten": warm["rows_rewritten"],
                   "warm": {"seconds": seconds, "stages": summary.stage_seconds, "jobs": summary.stage_jobs}}
     return result
+
+
+def table_versions(warehouse: Path) -> dict[str, int]:
+    """Each Delta table's last commit version, from its log (either backend's tables)."""
+    if not warehouse.exists():
+        return {}
+    return {folder.name: max((int(f.stem) for f in (folder / "_delta_log").glob("*.json")), default=-1)
+            for folder in warehouse.iterdir() if (folder / "_delta_log").is_dir()}
+
+
+def rows_rewritten(warehouse: Path, before: dict[str, int]) -> int:
+    """Rows in the data files the commits after ``before`` added to the warehouse's tables.
+
+    A copy-on-write MERGE (delta-rs) rewrites every file holding a changed row, unchanged rows
+    and all; with deletion vectors (delta-spark) it writes only the changed rows and marks the
+    old ones deleted, re-adding the old file with its deletion vector: such an ``add`` writes
+    no rows and is not counted.
+    """
+    total = 0
+    for folder in warehouse.iterdir():
+        log = folder / "_delta_log"
+        if not log.is_dir():
+            continue
+        for commit in log.glob("*.json"):
+            if int(commit.stem) <= before.get(folder.name, -1):
+                continue
+            for line in commit.read_text().splitlines():
+                add = json.loads(line).get("add") if line.strip() else None
+                if add and not add.get("deletionVector") and add.get("stats"):
+                    total += int(json.loads(add["stats"]).get("numRecords", 0))
+    return total
 
 
 def child_splink(work: Path, backend: str) -> dict:
@@ -215,21 +259,21 @@ def child_splink(work: Path, backend: str) -> dict:
 
 def child_evaluate(work: Path) -> dict:
     """B-cubed F1 of each system's partition against the truth of the data it resolved."""
-    import pandas as pd
-    from deltalake import DeltaTable
+    from pyspark.sql import functions as F
 
     from resolution.evaluation import evaluate_partition
     from resolution.session import get_spark_session
+    from resolution.store import open_store
 
-    spark = get_spark_session("idr-scale-evaluate")
+    config = _config(work)
+    spark = get_spark_session("idr-scale-evaluate", backend=config.storage.backend)
 
     def truth(path: Path):
         return spark.read.option("header", True).csv(str(path))
 
     def parquet(path: Path, entity: str):
-        return spark.createDataFrame(
-            pd.read_parquet(path)[["record_key", entity]].astype(str).rename(columns={entity: "entity_id"})
-        )
+        return spark.read.parquet(str(path)).select(
+            F.col("record_key").cast("string"), F.col(entity).cast("string").alias("entity_id"))
 
     results = {}
     initial = truth(work / "truth-initial.csv")
@@ -239,8 +283,7 @@ def child_evaluate(work: Path) -> dict:
         if path.exists():
             results[system] = evaluate_partition(parquet(path, entity), initial).bcubed_f1
     if (work / "changes-applied").exists():
-        membership = DeltaTable(str(work / "lakehouse" / "resolved_membership")).to_pandas()
-        frame = spark.createDataFrame(membership[["record_key", "entity_id"]])
+        frame = open_store(spark, config).read("resolved_membership").select("record_key", "entity_id")
         results["ours-incremental"] = evaluate_partition(frame, truth(work / "data" / "truth.csv")).bcubed_f1
     return results
 
@@ -356,28 +399,17 @@ def benchmark(work: Path, records: int, changes: float, systems: list[str], *, d
         if system == "ours-incremental":
             if "ours-full" not in results:
                 continue
-            # the full run's partition is kept for evaluation, then the changed sources replace
-            # the initial ones and the incremental run starts from the full run's warehouse
-            _copy_membership(work)
+            # the changed sources replace the initial ones (the full run kept its partition for
+            # evaluation) and the incremental run starts from the full run's warehouse
             apply_change_batch(work)
             (work / "changes-applied").touch()
         results[system] = run_child(work, system)
         print(f"  {system}: {results[system]['seconds']:.1f}s, peak {results[system]['peak_mib']:,.0f} MiB",
               flush=True)
-    if "ours-full" in results and "ours-incremental" not in results:
-        _copy_membership(work)
     quality = run_child(work, "evaluate")
     for system in results:
         results[system]["bcubed_f1"] = quality.get(system)
     return {"data": data, "results": results}
-
-
-def _copy_membership(work: Path) -> None:
-    """The full run's membership as Parquet, before the incremental run changes it."""
-    from deltalake import DeltaTable
-
-    membership = DeltaTable(str(work / "lakehouse" / "resolved_membership")).to_pandas()
-    membership[["record_key", "entity_id"]].to_parquet(work / "membership-full.parquet")
 
 
 def print_table(size: dict) -> None:
@@ -407,16 +439,18 @@ def print_table(size: dict) -> None:
             cells = [f"{warm['stages'][s]:.1f}" if s in warm["stages"] else "" for s in STAGES]
             print(f"| {system}, warm session | " + " | ".join(cells) + f" | {warm['seconds']:.1f} "
                   f"| {warm['seconds'] / ours['seconds'] if ours else float('nan'):.2f} | | | | |")
-    print("\nSpark jobs per stage (as the run log counts them), source records changed, and rows the"
-          " run's MERGEs inserted, updated or deleted over all tables:\n")
-    print("| system | " + " | ".join(STAGES) + " | total | records changed | rows written |")
-    print("|---" * (len(STAGES) + 4) + "|")
+    print("\nSpark jobs per stage (as the run log counts them), source records changed, the rows the"
+          " run's MERGEs inserted, updated or deleted over all tables, and the rows the Delta engine"
+          " rewrote to apply them:\n")
+    print("| system | " + " | ".join(STAGES) + " | total | records changed | rows written | rows rewritten |")
+    print("|---" * (len(STAGES) + 5) + "|")
     for system, result in results.items():
         if "jobs" not in result:
             continue
         jobs = result["jobs"]
         print(f"| {system} | " + " | ".join(str(jobs.get(s, "")) for s in STAGES)
-              + f" | {sum(jobs.values())} | {result['rows_changed']:,} | {result['rows_written']:,} |")
+              + f" | {sum(jobs.values())} | {result['rows_changed']:,} | {result['rows_written']:,} "
+              f"| {result['rows_rewritten']:,} |")
     print("\nRows each stage read, by table (Spark's scan metrics; a cached frame read again is not"
           " counted; benchmarks/scans.py):\n")
     print("| system | stage | rows read |")
@@ -437,12 +471,15 @@ def main() -> None:
                         help="csv: snapshots, hashed whole each run; delta: Delta tables read by their change feed")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=SYSTEMS)
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a new temp folder)")
+    parser.add_argument("--backend", choices=("embedded", "jvm"), default="embedded",
+                        help="our runs' Delta engine: delta-rs (embedded) or delta-spark (jvm, `make jars`)")
     parser.add_argument("--with-constraints", action="store_true",
                         help="keep the config's cannot_link for our runs (Splink has none)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.with_constraints:
         os.environ["IDR_SCALE_CONSTRAINTS"] = "1"  # read by the child processes
+    os.environ["IDR_SCALE_BACKEND"] = args.backend
     if args.child:
         work = Path(args.workdir)
         os.chdir(REPO)
@@ -460,7 +497,8 @@ def main() -> None:
              for records in args.records]
     constraints = ("our runs apply cannot_link, Splink's cannot" if args.with_constraints
                    else "no cannot_link on either side")
-    print(f"\nscale benchmark, {os.cpu_count()} cores; times exclude session start-up; "
+    print(f"\nscale benchmark, {os.cpu_count()} cores, {args.backend} backend for ours; "
+          "times exclude session start-up; "
           f"ratios are each system's total over ours (full); same masked inputs; {constraints}")
     for size in sizes:
         print_table(size)

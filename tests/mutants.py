@@ -57,8 +57,8 @@ MUTATIONS = (
     Mutation(
         "blocking_candidates", "a rescored record is scored against the other rescored records only",
         "resolution/matching.py",
-        'return records.join(matched.select(RECORD_KEY).distinct(), RECORD_KEY, "left_semi")',
-        "return records.limit(0)",
+        'return rule_hashes(records, rules).join(F.broadcast(keys), RULE_KEY, "left_semi").select(RECORD_KEY).distinct()',
+        "return records.select(RECORD_KEY).limit(0)",
         (f"{PROPERTY}::test_incremental_equals_full_recompute",),
     ),
     Mutation(

@@ -42,6 +42,10 @@ def cluster(ctx: RunContext, scored: Scored) -> Clustered:
     old_cuts = ctx.table(S.CUT_EDGES, S.CUT_EDGES_SCHEMA)
     affected_keys = _affected_keys(ctx, scored, old_membership, old_cuts)
     region = affected_keys.unionByName(scored.standardized.captured.deleted).distinct()
+    if not ctx.full:
+        # materialized, so that (small) it is broadcast: each table read by region (edges,
+        # membership, review queue, cuts) is then filtered where it is scanned, not shuffled whole
+        region = ctx.held(region.transform(materialize))
     affected = ctx.held(scored.standardized.live.join(affected_keys, S.RECORD_KEY, "left_semi").transform(materialize))
     old_touched_edges, kept_region_edges = _region_edges(ctx, scored, region)
     # A reviewer's acceptance is the strongest link (constraints and rejections still apply).
@@ -88,6 +92,8 @@ def _affected_keys(ctx: RunContext, scored: Scored, old_membership: DataFrame, o
     seeds = scored.touched.unionByName(
         new_links.select(F.col(S.RECORD_KEY_L).alias(S.RECORD_KEY))
     ).unionByName(new_links.select(F.col(S.RECORD_KEY_R).alias(S.RECORD_KEY)))
+    if not ctx.full:  # few: materialized, they are broadcast into the membership scan
+        seeds = ctx.held(seeds.distinct().transform(materialize))
     affected_entities = old_membership.join(seeds, S.RECORD_KEY, "left_semi").select(S.ENTITY_ID).distinct()
     if not ctx.full:
         # Entities a constraint split apart were one connected component: re-cluster them together.

@@ -33,15 +33,23 @@ def profile(ctx: RunContext, identified: Identified) -> Profiled:
     membership, previous = identified.membership, identified.previous
     golden = build_golden_profiles(clustered.affected, membership, config=ctx.config)
     old_ids = previous.select(S.ENTITY_ID).unionByName(membership.select(S.ENTITY_ID)).distinct()
+    if not ctx.full:  # the region's ids, broadcast into the table's scan
+        old_ids = ctx.held(old_ids.transform(materialize))
     # The region's committed rows of these tables, found by entity id and by record key: the
     # tables are not laid out by those, so each read scans the table.
     old_golden = ctx.table(S.GOLDEN_PROFILES, ctx.golden_schema).join(old_ids, S.ENTITY_ID, "left_semi")
     new_edges = scored.new_edges
-    review = review_pairs(
-        clustered.kept_region_edges.select(*new_edges.columns).unionByName(new_edges),
-        identified.everyone,
-        rejected=scored.review_rejected,
-    )
+    edges = clustered.kept_region_edges.select(*new_edges.columns).unionByName(new_edges)
+    everyone = identified.everyone
+    if not ctx.full:
+        # A review pair can reach outside the region: look up the entities of its records only
+        # (a few), not join the pairs with every live record.
+        edges = ctx.held(edges.filter(F.col(S.EDGE_STATUS) == S.REVIEW).transform(materialize))
+        ends = edges.select(F.col(S.RECORD_KEY_L).alias(S.RECORD_KEY)).unionByName(
+            edges.select(F.col(S.RECORD_KEY_R).alias(S.RECORD_KEY))
+        )
+        everyone = everyone.join(ctx.held(ends.distinct().transform(materialize)), S.RECORD_KEY, "left_semi")
+    review = review_pairs(edges, everyone, rejected=scored.review_rejected)
     review = ctx.held(review.transform(materialize))
     ctx.summary.review_pairs = review.count()
     old_review = edges_touching(ctx.table(S.REVIEW_QUEUE, S.REVIEW_QUEUE_SCHEMA), clustered.region)

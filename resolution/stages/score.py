@@ -14,7 +14,7 @@ from resolution.matching import (
     IDENTIFIER,
     OVERSIZED_SUFFIX,
     VALUE,
-    blocking_candidates,
+    blocking_candidate_keys,
     classify_edges,
     crossed_group_records,
     identifier_group_sizes,
@@ -98,13 +98,15 @@ def _rescored_and_matchable(ctx: RunContext, standardized: Standardized) -> tupl
         rescored = rescored.unionByName(decided.join(live, S.RECORD_KEY, "left_semi"))
     rescored = ctx.held(rescored.distinct().transform(materialize))
     # Only records sharing a blocking key with a rescored one can pair with it: score
-    # against those (masked by their groups' sizes over all live records).
+    # against those (masked by their groups' sizes over all live records). Their keys first
+    # (few, so broadcast), then one scan of the live records for their rows.
     seeds = ctx.held(live.join(F.broadcast(rescored), S.RECORD_KEY, "left_semi").transform(materialize))
-    pool = blocking_candidates(live, seeds, rules=candidate_rules(ctx.config)).unionByName(seeds)
-    pool = ctx.held(pool.dropDuplicates([S.RECORD_KEY]).transform(materialize))
-    sizes = identifier_group_sizes(
-        live, rules=rules, values=identifier_values(pool, rules=rules).select(IDENTIFIER, VALUE).distinct()
-    )
+    keys = blocking_candidate_keys(live, seeds, rules=candidate_rules(ctx.config)).unionByName(rescored)
+    keys = ctx.held(keys.distinct().transform(materialize))
+    pool = ctx.held(live.join(keys, S.RECORD_KEY, "left_semi").transform(materialize))
+    values = identifier_values(pool, rules=rules).select(IDENTIFIER, VALUE).distinct().transform(materialize)
+    # materialized: masking joins the sizes once per rule, which would count them again each time
+    sizes = identifier_group_sizes(live, rules=rules, values=values).transform(materialize)
     return rescored, ctx.held(mask_oversized_identifiers(pool, rules=rules, sizes=sizes).transform(materialize))
 
 
