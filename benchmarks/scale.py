@@ -479,7 +479,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.with_constraints:
         os.environ["IDR_SCALE_CONSTRAINTS"] = "1"  # read by the child processes
-    os.environ["IDR_SCALE_BACKEND"] = args.backend
+    if not args.child:  # a child reads the parent's choice from its environment
+        os.environ["IDR_SCALE_BACKEND"] = args.backend
     if args.child:
         work = Path(args.workdir)
         os.chdir(REPO)
