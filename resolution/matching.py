@@ -105,6 +105,14 @@ RULE_INDEX = "__rule"
 RULE_KEY = "__key"
 
 
+def _all_present(rule: Sequence[str]) -> Column:
+    """True where every column of the rule is non-null (null agrees with nothing)."""
+    present = F.lit(True)
+    for column in rule:
+        present = present & F.col(column).isNotNull()
+    return present
+
+
 def rule_keys(records: DataFrame, rules: Sequence[Sequence[str]]) -> DataFrame:
     """``record_key, __rule, __key``: per record, one row for each rule whose columns are all
     non-null, with the rule's position and its values (as strings, in the rule's order).
@@ -115,11 +123,8 @@ def rule_keys(records: DataFrame, rules: Sequence[Sequence[str]]) -> DataFrame:
     """
     entries = []
     for index, rule in enumerate(rules):
-        present = F.lit(True)
-        for column in rule:
-            present = present & F.col(column).isNotNull()
         key = F.array(*[F.col(column).cast("string") for column in rule])
-        entries.append(F.when(present, F.struct(F.lit(index).alias(RULE_INDEX), key.alias(RULE_KEY))))
+        entries.append(F.when(_all_present(rule), F.struct(F.lit(index).alias(RULE_INDEX), key.alias(RULE_KEY))))
     return (
         records.select(RECORD_KEY, F.explode(F.array(*entries)).alias("__entry"))
         .filter(F.col("__entry").isNotNull())
@@ -132,12 +137,10 @@ def rule_hashes(records: DataFrame, rules: Sequence[Sequence[str]]) -> DataFrame
     """``record_key, __key``: :func:`rule_keys` with each key as one 64-bit hash of the rule's
     position and values. Equal keys give equal hashes; two unequal keys may share one (rarely),
     so a join on these finds every pair :func:`rule_keys` finds and perhaps a few more."""
-    entries = []
-    for index, rule in enumerate(rules):
-        present = F.lit(True)
-        for column in rule:
-            present = present & F.col(column).isNotNull()
-        entries.append(F.when(present, F.xxhash64(F.lit(index), *[F.col(column) for column in rule])))
+    entries = [
+        F.when(_all_present(rule), F.xxhash64(F.lit(index), *[F.col(column) for column in rule]))
+        for index, rule in enumerate(rules)
+    ]
     return (
         records.select(RECORD_KEY, F.explode(F.array(*entries)).alias(RULE_KEY))
         .filter(F.col(RULE_KEY).isNotNull())

@@ -104,9 +104,9 @@ def _rescored_and_matchable(ctx: RunContext, standardized: Standardized) -> tupl
     keys = blocking_candidate_keys(live, seeds, rules=candidate_rules(ctx.config)).unionByName(rescored)
     keys = ctx.held(keys.distinct().transform(materialize))
     pool = ctx.held(live.join(keys, S.RECORD_KEY, "left_semi").transform(materialize))
-    values = identifier_values(pool, rules=rules).select(IDENTIFIER, VALUE).distinct().transform(materialize)
+    values = ctx.held(identifier_values(pool, rules=rules).select(IDENTIFIER, VALUE).distinct().transform(materialize))
     # materialized: masking joins the sizes once per rule, which would count them again each time
-    sizes = identifier_group_sizes(live, rules=rules, values=values).transform(materialize)
+    sizes = ctx.held(identifier_group_sizes(live, rules=rules, values=values).transform(materialize))
     return rescored, ctx.held(mask_oversized_identifiers(pool, rules=rules, sizes=sizes).transform(materialize))
 
 
