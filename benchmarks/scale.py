@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py --records 100000
     .venv/bin/python benchmarks/scale.py --records 100000 1000000 --workdir /tmp/idr-scale
-    .venv/bin/python benchmarks/scale.py --records 100000 --sources delta --changes 0.001
+    .venv/bin/python benchmarks/scale.py --records 100000 --sources delta --changes 0.01 0.001
     .venv/bin/python benchmarks/scale.py --records 100000 --sources delta --backend jvm
 
 For each size: generate that many records (``idr generate``'s code, three sources, with
@@ -20,8 +20,10 @@ truth), then, each in its own process so that peak memory is its own:
   incremental mode: absorbing a change is a full run again, so the incremental run is
   compared with the full runs above (1% different data). The run is made twice in its
   process, first on a copy of the warehouse: the first pays the JVM's warm-up as a
-  spark-submit job does (the row ``ours-incremental``), the second is what a session already
-  running pays, a notebook, a stream or a busy cluster (``ours-incremental, warm session``).
+  spark-submit job does (the row ``ours-incremental 1.0%``), the second is what a session
+  already running pays, a notebook, a stream or a busy cluster (``..., warm session``). Several
+  ``--changes`` shares each get their batch and run, from the sources and warehouse the full
+  run left.
 
 ``--sources csv`` (default) writes the sources as CSV snapshots, which change capture hashes
 whole every run; ``--sources delta`` writes them as Delta tables with the change data feed on
@@ -280,9 +282,9 @@ def child_evaluate(work: Path) -> dict:
     for system, path, entity in (("ours-full", work / "membership-full.parquet", "entity_id"),
                                  ("splink-spark", work / "clusters-spark.parquet", "cluster_id"),
                                  ("splink-duckdb", work / "clusters-duckdb.parquet", "cluster_id")):
-        if path.exists():
+        if path.exists() and not (work / "changes-applied").exists():
             results[system] = evaluate_partition(parquet(path, entity), initial).bcubed_f1
-    if (work / "changes-applied").exists():
+    if (work / "changes-applied").exists():  # the incremental run that just ended
         frame = open_store(spark, config).read("resolved_membership").select("record_key", "entity_id")
         results["ours-incremental"] = evaluate_partition(frame, truth(work / "data" / "truth.csv")).bcubed_f1
     return results
@@ -333,9 +335,10 @@ def run_child(work: Path, system: str) -> dict:
     return result
 
 
-def generate(work: Path, records: int, changes: float, *, delta: bool) -> dict:
-    """The sources for ``records`` records and, kept aside, their change batch (``delta``: the
-    sources as Delta tables with the change data feed on)."""
+def generate(work: Path, records: int, changes: list[float], *, delta: bool) -> dict:
+    """The sources for ``records`` records and, kept aside in ``data-changed-<share>``, a change
+    batch for each share of ``changes`` (``delta``: the sources as Delta tables with the change
+    data feed on)."""
     from resolution.generate import (
         KEY_COLUMNS,
         SOURCE_FILES,
@@ -347,8 +350,8 @@ def generate(work: Path, records: int, changes: float, *, delta: bool) -> dict:
     people = round(records / RECORDS_PER_PERSON)
     started = time.perf_counter()
     tables = generate_sources(people, seed=11)
-    changed = change_batch(tables, fraction=changes, seed=12)
-    for folder, state in (("data", tables), ("data-changed", changed)):
+    batches = {share: change_batch(tables, fraction=share, seed=12) for share in changes}
+    for folder, state in (("data", tables), *((_changed(share), batch) for share, batch in batches.items())):
         (work / folder).mkdir(parents=True, exist_ok=True)
         for name, table in state.items():
             table.to_csv(work / folder / SOURCE_FILES.get(name, TRUTH_FILE), index=False)
@@ -360,7 +363,8 @@ def generate(work: Path, records: int, changes: float, *, delta: bool) -> dict:
     return {
         "people": people,
         "records": sum(len(t) for n, t in tables.items() if n != "truth"),
-        "changed_records": sum(len(t) for n, t in changed.items() if n != "truth"),
+        "changed_records": {share: sum(len(t) for n, t in batch.items() if n != "truth")
+                            for share, batch in batches.items()},
         "seconds": time.perf_counter() - started,
     }
 
@@ -375,40 +379,66 @@ def write_delta_source(data: Path, file: str, *, key: str, csv_folder: Path) -> 
     write(data / Path(file).stem, table, key=key)
 
 
-def apply_change_batch(work: Path) -> None:
-    """The change batch replaces the sources: CSV files copied over, or Delta tables MERGEd."""
+def _changed(share: float) -> str:
+    return f"data-changed-{share:g}"
+
+
+def _incremental(share: float) -> str:
+    return f"ours-incremental {share:.1%}"
+
+
+def _restore(work: Path, name: str) -> None:
+    """``work/name`` becomes a copy of ``work/name-initial`` (taken by the first call)."""
+    kept = work / f"{name}-initial"
+    if not kept.exists():
+        shutil.copytree(work / name, kept)
+        return
+    shutil.rmtree(work / name)
+    shutil.copytree(kept, work / name)
+
+
+def apply_change_batch(work: Path, share: float) -> None:
+    """The sources and warehouse as the full run left them, then the change batch of ``share``
+    over the sources: CSV files copied over, or Delta tables MERGEd."""
     from resolution.generate import KEY_COLUMNS, SOURCE_FILES, TRUTH_FILE
 
+    _restore(work, "data")
+    _restore(work, "lakehouse")
+    changed = work / _changed(share)
     if not (work / "delta-sources").exists():
         shutil.rmtree(work / "data")
-        shutil.copytree(work / "data-changed", work / "data")
+        shutil.copytree(changed, work / "data")
         return
-    shutil.copy(work / "data-changed" / TRUTH_FILE, work / "data" / TRUTH_FILE)
+    shutil.copy(changed / TRUTH_FILE, work / "data" / TRUTH_FILE)
     for name, file in SOURCE_FILES.items():
-        write_delta_source(work / "data", file, key=KEY_COLUMNS[name], csv_folder=work / "data-changed")
+        write_delta_source(work / "data", file, key=KEY_COLUMNS[name], csv_folder=changed)
 
 
-def benchmark(work: Path, records: int, changes: float, systems: list[str], *, delta: bool) -> dict:
+def benchmark(work: Path, records: int, changes: list[float], systems: list[str], *, delta: bool) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     data = generate(work, records, changes, delta=delta)
     print(f"\n{data['records']:,} records ({data['people']:,} people) generated in {data['seconds']:.1f}s",
           flush=True)
     results: dict[str, dict] = {}
-    for system in systems:
-        if system == "ours-incremental":
-            if "ours-full" not in results:
-                continue
-            # the changed sources replace the initial ones (the full run kept its partition for
-            # evaluation) and the incremental run starts from the full run's warehouse
-            apply_change_batch(work)
-            (work / "changes-applied").touch()
-        results[system] = run_child(work, system)
-        print(f"  {system}: {results[system]['seconds']:.1f}s, peak {results[system]['peak_mib']:,.0f} MiB",
-              flush=True)
+
+    def run(system: str, label: str) -> None:
+        results[label] = run_child(work, system)
+        print(f"  {label}: {results[label]['seconds']:.1f}s, peak {results[label]['peak_mib']:,.0f} MiB", flush=True)
+
+    for system in (s for s in systems if s != "ours-incremental"):
+        run(system, system)
     quality = run_child(work, "evaluate")
     for system in results:
         results[system]["bcubed_f1"] = quality.get(system)
+    if "ours-incremental" in systems and "ours-full" in results:
+        (work / "changes-applied").touch()
+        for share in changes:
+            # each change batch over the sources and warehouse the full run left (which kept
+            # its partition for evaluation)
+            apply_change_batch(work, share)
+            run("ours-incremental", _incremental(share))
+            results[_incremental(share)]["bcubed_f1"] = run_child(work, "evaluate").get("ours-incremental")
     return {"data": data, "results": results}
 
 
@@ -426,7 +456,7 @@ def print_table(size: dict) -> None:
         stage = dict(result["stages"])
         if "predict" in stage:  # Splink: predict is its score stage
             stage["score"] = stage.pop("predict")
-        full_run = system != "ours-incremental"  # an incremental run scores only changed pairs
+        full_run = not system.startswith("ours-incremental")  # an incremental run scores only changed pairs
         per_second = f"{pairs / stage['score']:,.0f}" if pairs and full_run and stage.get("score") else "-"
         cells = [f"{stage[s]:.1f}" if s in stage else "" for s in STAGES]
         ratio = result["seconds"] / ours["seconds"] if ours else float("nan")
@@ -466,7 +496,9 @@ def print_table(size: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, nargs="+", default=[100_000])
-    parser.add_argument("--changes", type=float, default=0.01, help="share of records changed (incremental)")
+    parser.add_argument("--changes", type=float, nargs="+", default=[0.01],
+                        help="share of records changed (incremental); several: an incremental run for each, "
+                             "each from the full run's warehouse")
     parser.add_argument("--sources", choices=("csv", "delta"), default="csv",
                         help="csv: snapshots, hashed whole each run; delta: Delta tables read by their change feed")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=SYSTEMS)

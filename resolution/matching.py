@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -213,26 +213,27 @@ def classify_edges(
     )
 
 
-def crossed_group_records(live: DataFrame, *, new_rows: DataFrame, old_rows: DataFrame, rules) -> DataFrame:
+def crossed_group_records(live: DataFrame, *, new_rows: DataFrame, old_rows: DataFrame, rules,
+                          held: Callable[[DataFrame], DataFrame] = lambda frame: frame) -> DataFrame:
     """Live records holding an identifier value whose group crossed ``max_group_size``.
 
     Only values of a changed or deleted record (``old_rows``: their committed rows,
     ``new_rows``: the changed records now) can change group size. Their sizes now are counted
     over ``live``; their sizes before are those minus what the new rows added plus what the
-    old rows held.
+    old rows held. ``held`` is given each frame this materializes, for the caller to release.
     """
     group = [IDENTIFIER, VALUE]
     added = identifier_values(new_rows, rules=rules).groupBy(*group).agg(F.count(F.lit(1)).alias("__added"))
     removed = identifier_values(old_rows, rules=rules).groupBy(*group).agg(F.count(F.lit(1)).alias("__removed"))
     # The values a change moved, and those whose group flipped, are few: materialized, they
     # are broadcast into the scans of every live record's values instead of shuffling those.
-    moved = added.join(removed, group, "full").transform(materialize)
+    moved = held(added.join(removed, group, "full").transform(materialize))
     after = identifier_group_sizes(live, rules=rules, values=moved).withColumnRenamed("count", "__after")
     size_after = F.coalesce(F.col("__after"), F.lit(0))
     size_before = size_after - F.coalesce(F.col("__added"), F.lit(0)) + F.coalesce(F.col("__removed"), F.lit(0))
     limit = group_size_limit(rules)
     flipped = moved.join(after, group, "left").filter((size_before > limit) != (size_after > limit))
-    flipped = flipped.select(*group).transform(materialize)
+    flipped = held(flipped.select(*group).transform(materialize))
     if flipped.isEmpty():  # mostly: no group crossed its limit
         return live.select(RECORD_KEY).limit(0)
     holders = identifier_values(live, rules=rules).join(flipped, group, "left_semi")

@@ -89,7 +89,8 @@ def _rescored_and_matchable(ctx: RunContext, standardized: Standardized) -> tupl
     # Records whose identifier group crossed max_group_size (either way) are rescored
     # too: their rule edges appear or vanish although the records did not change.
     old_rows = captured.old_records.join(standardized.gone_or_changed, S.RECORD_KEY, "left_semi")
-    crossed = crossed_group_records(live, new_rows=standardized.changed, old_rows=old_rows, rules=rules)
+    crossed = crossed_group_records(live, new_rows=standardized.changed, old_rows=old_rows, rules=rules,
+                                    held=ctx.held)
     rescored = standardized.changed_keys.unionByName(crossed)
     if captured.decisions_version is not None:
         # records of pairs decided since the last run: their edges follow the decision
