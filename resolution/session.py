@@ -57,7 +57,8 @@ def get_spark_session(
     """Return the active SparkSession (Databricks, spark-submit) or build a local one.
 
     A new local session gets Splink's similarity jar, UI off and a small shuffle-partition
-    count suited to one machine; with ``backend="jvm"`` also Delta's JVM package and its SQL
+    count suited to one machine (a session on a cluster master, under spark-submit, keeps
+    Spark's shuffle partitions and Delta's snapshot partitions, sized for clusters); with ``backend="jvm"`` also Delta's JVM package and its SQL
     extension, and GraphFrames where it was fetched, resolved offline from the local Maven
     repository (``make jars``). Either way a checkpoint dir is set, because Splink breaks
     lineage by writing parquet there.
@@ -116,20 +117,26 @@ def _build_session(
         # --jars: a running JVM cannot put it on the driver's classpath.)
         SparkContext._ensure_initialized()
     submitted = SparkConf()
+    chosen_master = master or submitted.get("spark.master", None) or os.environ.get("IDR_SPARK_MASTER", "local[*]")
     defaults = {
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.sql.shuffle.partitions": str(shuffle_partitions or 8),
-        "spark.driver.memory": os.environ.get("IDR_DRIVER_MEMORY", "4g"),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.adaptive.enabled": "true",
-        # Delta rebuilds a table's state from its log in 50 partitions by default (sized for
-        # clusters); on one machine that is 50 tasks per table read and made a small incremental
-        # run on delta-spark take twice as long (47 s against 26 s in tests/test_incremental_property.py's
-        # world). One partition per core is plenty for a local session.
-        "spark.databricks.delta.snapshotPartitions": str(os.cpu_count() or 2),
     }
+    if chosen_master.startswith("local"):  # one machine; a cluster keeps Spark's defaults
+        defaults.update({
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.shuffle.partitions": str(shuffle_partitions or 8),
+            "spark.driver.memory": os.environ.get("IDR_DRIVER_MEMORY", "4g"),
+            # Delta rebuilds a table's state from its log in 50 partitions by default (sized for
+            # clusters); on one machine that is 50 tasks per table read and made a small incremental
+            # run on delta-spark take twice as long (47 s against 26 s in tests/test_incremental_property.py's
+            # world). One partition per core is plenty for a local session.
+            "spark.databricks.delta.snapshotPartitions": str(os.cpu_count() or 2),
+        })
+    elif shuffle_partitions:
+        defaults["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
     # Python workers must run the interpreter that has this package and its dependencies
     # (a venv's python), not whatever `python3` is first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
