@@ -107,23 +107,16 @@ def jvm_packages_conf(backend: str) -> dict[str, str]:
     return local_session_conf(packages)
 
 
-def _build_session(
-    app_name: str, *, master: str | None, shuffle_partitions: int | None, extra_conf: dict[str, str]
-) -> SparkSession:
-    """A new session; settings given to spark-submit (master, jars, memory) are respected."""
-    if os.environ.get("PYSPARK_GATEWAY_PORT"):
-        # Under spark-submit the JVM already runs: connect so SparkConf sees --master, --jars,
-        # --conf, and only fill in what the user left unset. (Splink's jar must then come with
-        # --jars: a running JVM cannot put it on the driver's classpath.)
-        SparkContext._ensure_initialized()
-    submitted = SparkConf()
-    chosen_master = master or submitted.get("spark.master", None) or os.environ.get("IDR_SPARK_MASTER", "local[*]")
+def session_defaults(master: str, shuffle_partitions: int | None) -> dict[str, str]:
+    """The settings a new session gets unless they were given (spark-submit, ``--conf``): a
+    local master is one machine (UI off, 8 shuffle partitions, one Delta snapshot partition
+    per core); a cluster master keeps Spark's and Delta's defaults, sized for clusters."""
     defaults = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.adaptive.enabled": "true",
     }
-    if chosen_master.startswith("local"):  # one machine; a cluster keeps Spark's defaults
+    if master.startswith("local"):
         defaults.update({
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
@@ -137,6 +130,21 @@ def _build_session(
         })
     elif shuffle_partitions:
         defaults["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
+    return defaults
+
+
+def _build_session(
+    app_name: str, *, master: str | None, shuffle_partitions: int | None, extra_conf: dict[str, str]
+) -> SparkSession:
+    """A new session; settings given to spark-submit (master, jars, memory) are respected."""
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # Under spark-submit the JVM already runs: connect so SparkConf sees --master, --jars,
+        # --conf, and only fill in what the user left unset. (Splink's jar must then come with
+        # --jars: a running JVM cannot put it on the driver's classpath.)
+        SparkContext._ensure_initialized()
+    submitted = SparkConf()
+    chosen_master = master or submitted.get("spark.master", None) or os.environ.get("IDR_SPARK_MASTER", "local[*]")
+    defaults = session_defaults(chosen_master, shuffle_partitions)
     # Python workers must run the interpreter that has this package and its dependencies
     # (a venv's python), not whatever `python3` is first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -124,3 +124,15 @@ def test_idr_run_on_the_jvm_backend_without_the_jars_exits_2_naming_them(tmp_pat
     assert DELTA.coordinate in result.stderr and FETCH_COMMAND in result.stderr
     assert "storage.backend" in result.stderr
     assert not (tmp_path / "lakehouse").exists()  # nothing started
+
+
+def test_a_cluster_session_keeps_the_cluster_sized_shuffle_and_snapshot_partitions():
+    from resolution.session import session_defaults
+
+    local = session_defaults("local[*]", None)
+    assert local["spark.sql.shuffle.partitions"] == "8" and "spark.databricks.delta.snapshotPartitions" in local
+    for master in ("yarn", "k8s://https://api:6443", "spark://head:7077"):
+        cluster = session_defaults(master, None)
+        assert "spark.sql.shuffle.partitions" not in cluster and "spark.databricks.delta.snapshotPartitions" not in cluster
+        assert "spark.driver.memory" not in cluster and cluster["spark.sql.adaptive.enabled"] == "true"
+    assert session_defaults("yarn", 400)["spark.sql.shuffle.partitions"] == "400"
