@@ -138,7 +138,8 @@ print("last successful run finished at", last, "UTC")
 # MAGIC %md
 # MAGIC ## Checks
 # MAGIC The checks `idr run` performs after each run (a failure exits with code 4 and fails the job): one entity per
-# MAGIC live record, no orphaned rows, no entity above the size limit, fresh sources.
+# MAGIC live record, no orphaned rows, no entity above the size limit, few entities holding two birth dates or ids
+# MAGIC (over-merging seen without truth), the entity size distribution against the last check, fresh sources.
 
 # COMMAND ----------
 

@@ -91,6 +91,8 @@ def _add_run_commands(command: _AddCommand) -> None:
 
     train = command("train", help="estimate the Splink model and save it as JSON")
     train.add_argument("--output", help="model JSON path (default: matching.model of the config)")
+    train.add_argument("--threshold-only", action="store_true",
+                       help="do not train: propose the link threshold of the trained model on the current records")
 
 
 def _add_result_commands(command: _AddCommand) -> None:
@@ -174,6 +176,11 @@ def _add_local_commands(commands: argparse._SubParsersAction) -> None:
     generate.add_argument(
         "--change-fraction", type=float, default=0.01, help="share of records each change batch touches"
     )
+    generate.add_argument(
+        "--mode", choices=("contacts", "households"), default="contacts",
+        help="contacts: CRM, orders and support tickets with emails and phones; households: a census roster, "
+             "a social-security file and tax forms, no contact identifiers (conf/benchmarks/households.yml)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,7 +234,15 @@ def _start_spark(config):
 
 def _generate(args) -> int:
     from resolution.generate import write_sources
+    from resolution.generate_households import write_households
 
+    if args.mode == "households":
+        if args.batches:
+            print("--batches: the households mode writes one state only", file=sys.stderr)
+            return EXIT_CONFIG
+        counts = write_households(args.people, args.output, seed=args.seed)
+        print(f"wrote {args.output}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+        return 0
     counts = write_sources(
         args.people, args.output, seed=args.seed, batches=args.batches, change_fraction=args.change_fraction
     )
@@ -247,8 +262,17 @@ def _serve(config, args) -> int:
 
 
 def _train(spark, config, args) -> int:
-    from resolution.training import train
+    from resolution.threshold import proposal_path
+    from resolution.training import propose, train
 
+    if args.threshold_only:
+        proposal = propose(spark, config)
+        if proposal is None:
+            print("no candidate pair was scored: no link threshold to propose")
+            return 1
+        print(f"saved {proposal_path(config.matching.model)}")
+        print("\n".join(proposal.lines(None if config.matching.link_threshold_auto else config.matching.link_threshold)))
+        return 0
     path, report = train(spark, config, output_path=args.output)
     print(f"model saved to {path} (charts and {path.with_suffix('.report.txt').name} beside it)")
     print("\n".join(report.lines()))

@@ -62,6 +62,10 @@ DEFAULT_DATE_FORMATS = (
 )
 
 
+# differences a cannot_link attribute can tolerate (resolution.rules.values_differ)
+TOLERANCES = ("one_edit", "transposition", "day_month_swap")
+
+
 class ConfigError(ValueError):
     """A configuration file is invalid; the message names the file and the key."""
 
@@ -80,7 +84,9 @@ class SourceConfig:
     format: SourceFormat = field(default="delta", kw_only=True)
     location: str  # a path (delta/parquet/csv) or a catalog table name (table, delta)
     key: str
-    columns: dict[str, str]  # standard attribute -> source column
+    # standard attribute -> source column, or the columns a composite attribute joins (an
+    # address from street number, street name and unit)
+    columns: dict[str, str | tuple[str, ...]]
     priority: int = 100
     timestamp: str | None = None
     change_tracking: ChangeTracking = "snapshot"
@@ -88,6 +94,16 @@ class SourceConfig:
     operation_time_column: str | None = None
     options: dict[str, str] = field(default_factory=dict)
     date_formats: tuple[str, ...] = DEFAULT_DATE_FORMATS
+
+    def columns_of(self, attribute: str) -> tuple[str, ...]:
+        """The source columns ``attribute`` is read from (several for a composite attribute)."""
+        mapped = self.columns[attribute]
+        return (mapped,) if isinstance(mapped, str) else mapped
+
+    @property
+    def mapped_columns(self) -> list[str]:
+        """Every source column an attribute reads, once each, in mapping order."""
+        return list(dict.fromkeys(c for attribute in self.columns for c in self.columns_of(attribute)))
 
     @property
     def is_path(self) -> bool:
@@ -132,6 +148,10 @@ class MatchingConfig:
     blocking_rules: tuple[tuple[str, ...], ...] = ()
     link_threshold: float = 0.95
     review_threshold: float = 0.6
+    # ``link_threshold: auto``: the threshold the model proposes (saved beside it by idr train),
+    # read on load into ``link_threshold``; False when the model has no proposal yet
+    link_threshold_auto: bool = False
+    link_threshold_proposed: bool = False
     max_entity_size: int = 1000
     max_embedded_graph_edges: int = 50_000_000
     training: TrainingConfig = TrainingConfig()
@@ -161,6 +181,9 @@ class CannotLinkConfig:
 
     attributes: tuple[str, ...] = ()
     unique_sources: tuple[str, ...] = ()
+    # per attribute, the differences that are no evidence of two people (a typo): values
+    # ``one_edit`` apart, ``transposition`` of two adjacent characters, ``day_month_swap``
+    tolerate: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.attributes or self.unique_sources)
@@ -178,6 +201,11 @@ class QualityConfig:
     enabled: bool = True
     max_entity_size: int | None = None
     freshness: dict[str, timedelta] = field(default_factory=dict)
+    # over-merging without truth: attributes of which one person has one value (default: the
+    # cannot_link attributes and those compared as dates or codes), and the share of entities of
+    # two or more records that may hold two of them
+    strong_attributes: tuple[str, ...] | None = None
+    max_conflicting_share: float = 0.02
 
     def freshness_of(self, source: str) -> timedelta | None:
         """The freshness limit of ``source`` (its own or the default), or None."""
@@ -346,6 +374,21 @@ class _Section:
                 self.fail(f"value of {name!r} must be a string, got {item!r}", key)
         return {str(name): item for name, item in value.items()}
 
+    def column_map(self, key: str) -> dict[str, str | tuple[str, ...]]:
+        """attribute -> a column name, or a list of two or more (a composite attribute)."""
+        mapping: dict[str, str | tuple[str, ...]] = {}
+        for name, item in self.get(key, dict).items():
+            if isinstance(item, list) and item and all(isinstance(c, str) and c for c in item):
+                if len(set(item)) != len(item):
+                    self.fail(f"{name!r} lists a column twice: {item!r}", key)
+                mapping[str(name)] = item[0] if len(item) == 1 else tuple(item)
+            elif isinstance(item, str):
+                mapping[str(name)] = item
+            else:
+                self.fail(f"value of {name!r} must be a column name or a list of column names "
+                          f"(joined into one value), got {item!r}", key)
+        return mapping
+
     def rules(self, key: str) -> tuple[tuple[str, ...], ...]:
         """A list of blocking rules, each a column name or a list of column names."""
         rules = []
@@ -374,7 +417,7 @@ def _parse_source(file: str, index: int, data: Any) -> SourceConfig:
         section.fail("format 'table' reads a catalog table: give 'table', not 'path'", "format")
     if table is not None and fmt not in ("table", "delta"):
         section.fail(f"format {fmt!r} reads files: give 'path'", "table")
-    columns = section.string_map("columns")
+    columns = section.column_map("columns")
     if not columns:
         section.fail("map at least one source column to a standard attribute", "columns")
     tracking = section.optional("change_tracking", str, choices=CHANGE_TRACKING_MODES)
@@ -460,8 +503,20 @@ def _parse_matching(section: _Section | None, attributes: set[str]) -> MatchingC
         for column in rule:
             if column not in attributes:
                 section.fail(f"no source maps attribute {column!r}", f"blocking_rules[{index}]")
-    link = section.optional("link_threshold", float)
+    given = section.data.get("link_threshold")
+    if isinstance(given, str) and given != "auto":
+        section.fail(f"must be float (a probability) or auto, got {given!r}", "link_threshold")
+    auto = given == "auto"
+    link = default_of(MatchingConfig, "link_threshold") if auto else section.optional("link_threshold", float)
     review = section.optional("review_threshold", float)
+    proposed = False
+    if auto and section.data.get("model") is not None:
+        from resolution.threshold import load_proposal
+
+        proposal = load_proposal(str(section.data["model"]))
+        if proposal is not None:
+            link, proposed = proposal.threshold, True
+            review = min(review, link)  # the proposal may fall below the review threshold: no review band
     if not 0.0 < review <= link <= 1.0:
         section.fail("need 0 < review_threshold <= link_threshold <= 1", "review_threshold")
     training = _parse_training(section.child("training", TrainingConfig, required=False))
@@ -471,6 +526,8 @@ def _parse_matching(section: _Section | None, attributes: set[str]) -> MatchingC
         blocking_rules=blocking,
         link_threshold=link,
         review_threshold=review,
+        link_threshold_auto=auto,
+        link_threshold_proposed=proposed,
         max_entity_size=section.optional("max_entity_size", int),
         max_embedded_graph_edges=section.optional("max_embedded_graph_edges", int),
         training=training,
@@ -498,7 +555,7 @@ def _parse_survivorship(section: _Section | None, attributes: set[str]) -> Survi
 def _parse_cannot_link(section: _Section | None, attributes: set[str], sources: list[str]) -> CannotLinkConfig:
     if section is None:
         return CannotLinkConfig()
-    section.check_keys({"attributes", "unique_sources"})
+    section.check_keys({"attributes", "unique_sources", "tolerate"})
     names = section.optional("attributes", list)
     for index, name in enumerate(names):
         if name not in attributes:
@@ -507,13 +564,21 @@ def _parse_cannot_link(section: _Section | None, attributes: set[str], sources: 
     for index, name in enumerate(unique):
         if name not in sources:
             section.fail(f"no source is called {name!r} (sources: {', '.join(sources)})", f"unique_sources[{index}]")
-    return CannotLinkConfig(attributes=tuple(names), unique_sources=tuple(unique))
+    tolerate: dict[str, tuple[str, ...]] = {}
+    for name, kinds in section.optional("tolerate", dict).items():
+        if name not in names:
+            section.fail(f"{name!r} is not among cannot_link.attributes", f"tolerate.{name}")
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not isinstance(kinds, list) or not kinds or any(kind not in TOLERANCES for kind in kinds):
+            section.fail(f"must be one or more of {', '.join(TOLERANCES)}, got {kinds!r}", f"tolerate.{name}")
+        tolerate[str(name)] = tuple(dict.fromkeys(kinds))
+    return CannotLinkConfig(attributes=tuple(names), unique_sources=tuple(unique), tolerate=tolerate)
 
 
 def _parse_quality(section: _Section | None, sources: tuple[SourceConfig, ...]) -> QualityConfig:
     if section is None:
         return QualityConfig()
-    section.check_keys({"enabled", "max_entity_size", "freshness"})
+    section.check_keys({"enabled", "max_entity_size", "freshness", "strong_attributes", "max_conflicting_share"})
     max_size = section.optional("max_entity_size", int)
     if max_size is not None and max_size < 1:
         section.fail("must be at least 1", "max_entity_size")
@@ -528,7 +593,16 @@ def _parse_quality(section: _Section | None, sources: tuple[SourceConfig, ...]) 
             freshness[str(name)] = parse_duration(text)
         except ValueError as error:
             section.fail(str(error), f"freshness.{name}")
-    return QualityConfig(enabled=section.optional("enabled", bool), max_entity_size=max_size, freshness=freshness)
+    strong = section.get("strong_attributes", list, None)
+    mapped = {attribute for source in sources for attribute in source.columns}
+    for index, name in enumerate(strong or ()):
+        if name not in mapped:
+            section.fail(f"no source maps attribute {name!r}", f"strong_attributes[{index}]")
+    share = section.optional("max_conflicting_share", float)
+    if not 0 <= share <= 1:
+        section.fail("must be in [0, 1]", "max_conflicting_share")
+    return QualityConfig(enabled=section.optional("enabled", bool), max_entity_size=max_size, freshness=freshness,
+                         strong_attributes=None if strong is None else tuple(strong), max_conflicting_share=share)
 
 
 INBOX_COLUMNS = ("channel", "channel_id")  # the request's source and source_id, beside its key
@@ -547,9 +621,13 @@ def _check_inbox_source(section: _Section, name: str, sources: tuple[SourceConfi
         )
     if inbox.timestamp is None:
         section.fail(f"source {name!r} needs a timestamp column (when the record was received)", "inbox_source")
-    taken = sorted({inbox.key, inbox.timestamp, *INBOX_COLUMNS} & set(inbox.columns.values()))
+    taken = sorted({inbox.key, inbox.timestamp, *INBOX_COLUMNS} & set(inbox.mapped_columns))
     if taken:
         section.fail(f"source {name!r} maps column {taken[0]!r}, which the inbox uses itself", "inbox_source")
+    composite = [attribute for attribute, mapped in inbox.columns.items() if not isinstance(mapped, str)]
+    if composite:
+        section.fail(f"source {name!r} builds {composite[0]!r} from several columns; the inbox stores each "
+                     "attribute as the service receives it: map it to one column", "inbox_source")
 
 
 def _parse_serve(section: _Section | None, sources: tuple[SourceConfig, ...]) -> ServeConfig:

@@ -89,6 +89,8 @@ class Evaluation:
     records_missing_from_membership: int
     records_missing_from_truth: int
     curve: list[ThresholdPoint] = field(default_factory=list)
+    link_threshold: float | None = None  # the threshold the run linked at
+    proposed_threshold: float | None = None  # the one the model proposes (idr train), if saved
 
     @property
     def bcubed_f1(self) -> float:
@@ -243,6 +245,7 @@ def evaluate_warehouse(
     the threshold curve of its ``match_edges``."""
     from resolution.sources import read_truth
     from resolution.store import open_store
+    from resolution.threshold import load_proposal
 
     store = open_store(spark, config)
     if not store.exists(S.RESOLVED_MEMBERSHIP):
@@ -259,9 +262,15 @@ def evaluate_warehouse(
     labels = raw.select(F.col(truth_key).alias(S.RECORD_KEY), F.col(truth_id).alias(PERSON_ID))
     evaluation = evaluate_partition(store.read(S.RESOLVED_MEMBERSHIP), labels)
     if store.exists(S.MATCH_EDGES):
+        matching = config.matching
+        proposal = load_proposal(matching.model) if matching.model is not None else None
+        evaluation.link_threshold = matching.link_threshold if matching.model is not None else None
+        evaluation.proposed_threshold = proposal.threshold if proposal is not None else None
+        marked = [t for t in (evaluation.link_threshold, evaluation.proposed_threshold)
+                  if t is not None and t >= matching.review_threshold]
         evaluation.curve = threshold_curve(
             store.read(S.MATCH_EDGES), labels,
-            thresholds=default_thresholds(config.matching.review_threshold),
+            thresholds=sorted({*default_thresholds(matching.review_threshold), *marked}),
             actual_pairs=evaluation.pairwise.actual,
         )
     return evaluation
@@ -281,10 +290,10 @@ def write_report(evaluation: Evaluation, folder: str | Path, *, title: str) -> d
     paths = {"json": out / "evaluation.json", "markdown": out / "evaluation.md"}
     paths["json"].write_text(json.dumps({"title": title, **evaluation.to_dict()}, indent=2) + "\n",
                              encoding="utf-8")
-    chart = _plot_curve(evaluation.curve, out / "precision_recall.png", title=title)
+    chart = _plot_curve(evaluation, out / "precision_recall.png", title=title)
     if chart:
         paths["chart"] = chart
-    text = summary_markdown(evaluation, title=title) + _curve_markdown(evaluation.curve, chart=chart)
+    text = summary_markdown(evaluation, title=title) + _curve_markdown(evaluation, chart=chart)
     paths["markdown"].write_text(text, encoding="utf-8")
     return paths
 
@@ -319,7 +328,18 @@ def summary_markdown(evaluation: Evaluation, *, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _curve_markdown(curve: list[ThresholdPoint], *, chart: Path | None) -> str:
+def _marks(evaluation: Evaluation, threshold: float) -> str:
+    """What a curve threshold is: the one the run used, the one the model proposes."""
+    marks = []
+    if evaluation.link_threshold is not None and math.isclose(threshold, evaluation.link_threshold):
+        marks.append("used")
+    if evaluation.proposed_threshold is not None and math.isclose(threshold, evaluation.proposed_threshold):
+        marks.append("proposed by the model")
+    return f" ({', '.join(marks)})" if marks else ""
+
+
+def _curve_markdown(evaluation: Evaluation, *, chart: Path | None) -> str:
+    curve = evaluation.curve
     lines: list[str] = []
     if curve:
         lines += [
@@ -330,7 +350,7 @@ def _curve_markdown(curve: list[ThresholdPoint], *, chart: Path | None) -> str:
             "| threshold | links | precision | recall | F1 |",
             "|---|---|---|---|---|",
             *(
-                f"| {point.threshold:g} | {point.links:,} | {point.precision:.4f} | "
+                f"| {point.threshold:g}{_marks(evaluation, point.threshold)} | {point.links:,} | {point.precision:.4f} | "
                 f"{point.recall:.4f} | {point.f1:.4f} |"
                 for point in curve
             ),
@@ -340,7 +360,8 @@ def _curve_markdown(curve: list[ThresholdPoint], *, chart: Path | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot_curve(curve: list[ThresholdPoint], path: Path, *, title: str) -> Path | None:
+def _plot_curve(evaluation: Evaluation, path: Path, *, title: str) -> Path | None:
+    curve = evaluation.curve
     if not curve:
         return None
     import matplotlib
@@ -355,6 +376,10 @@ def _plot_curve(curve: list[ThresholdPoint], path: Path, *, title: str) -> Path 
     axis.plot(thresholds, [point.f1 for point in curve], linestyle="--", label="F1")
     low = min(min(point.precision, point.recall) for point in curve)
     axis.set_ylim(max(0.0, math.floor(low * 20) / 20 - 0.05), 1.005)
+    for threshold, label, style in ((evaluation.link_threshold, "used", ":"),
+                                    (evaluation.proposed_threshold, "proposed by the model", "-.")):
+        if threshold is not None:
+            axis.axvline(threshold, color="grey", linestyle=style, label=f"{label} ({threshold:g})")
     axis.set_xlabel("match probability threshold")
     axis.set_ylabel("pairwise score (links before clustering)")
     axis.set_title(title)

@@ -42,10 +42,25 @@ class TrainingReport:
     model: Mapping[str, Any]
     unobserved: tuple[UnobservedLevel, ...]
     warnings: tuple[str, ...]
+    # comparisons carrying the same evidence (resolution.evidence): (what was measured, what to do)
+    overlaps: tuple[tuple[str, str], ...] = ()
+    threshold: tuple[str, ...] = ()  # the link threshold the model proposes (resolution.threshold)
 
     def lines(self) -> list[str]:
         """The report as ``idr train`` prints it and writes it to ``<model>.report.txt``."""
-        return describe_model(self.model, unobserved=self.unobserved, warnings=self.warnings)
+        return [*describe_model(self.model, unobserved=self.unobserved, warnings=self.warnings),
+                *_overlap_lines(self.overlaps), *self.threshold]
+
+
+def _overlap_lines(overlaps: Sequence[tuple[str, str]]) -> list[str]:
+    if not overlaps:
+        return ["evidence counted twice: none (no two comparisons agree together among non-matching pairs "
+                "much more often than apart)"]
+    lines = ["evidence counted twice (warning: the model adds one weight per comparison, as if they were "
+             "independent):"]
+    for what, fix in overlaps:
+        lines += [f"  - {what}", f"    what to do: {fix}"]
+    return lines
 
 
 def level_label(level: Mapping[str, Any], position: int) -> str:

@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from resolution import schemas as S
-from resolution.config import Config
+from resolution.config import Config, ConfigError
 from resolution.run_log import (
     Progress,
     RunSummary,
@@ -31,6 +31,7 @@ from resolution.stages import cluster, identify, ingest, profiles, publish, scor
 from resolution.stages.context import RunContext
 from resolution.store import open_store
 from resolution.store.inbox import ensure_inbox
+from resolution.threshold import proposal_path
 
 MODES = ("auto", "full", "incremental")
 
@@ -59,8 +60,16 @@ def run_pipeline(
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if feeds is not None and mode == "full":
         raise ValueError("a streamed micro-batch (feeds) is applied incrementally, not in full mode")
+    matching = config.matching
+    if matching.link_threshold_auto and not matching.link_threshold_proposed:
+        raise ConfigError(config.path, "matching.link_threshold",
+                          f"auto, but the model has no proposal beside it ({proposal_path(matching.model)}): "
+                          f"run `idr train --config {config.path}`, or give a probability")
     backends = detect_backends(spark, prefer=config.storage.backend)
     report(backends.describe())
+    if matching.model is not None:
+        chosen = "proposed by the model (link_threshold: auto)" if matching.link_threshold_auto else "from the config"
+        report(f"link threshold {matching.link_threshold:g}, {chosen}; review from {matching.review_threshold:g}")
     store = open_store(spark, config, backends)
     ensure_inbox(config)  # the service's inbox is a source before the service ever wrote to it
     last = last_successful_run(store)

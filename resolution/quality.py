@@ -7,6 +7,10 @@ scheduler can fail the job and a person can see why:
 - ``no_orphaned_records``: no membership row without a live record, no golden profile without
   members, no entity without a golden profile;
 - ``max_entity_size``: no entity holds more records than the configured limit;
+- ``conflicting_values``: few entities hold two values of an attribute one person has once
+  (a birth date, a national id): the sign of over-merging that needs no truth;
+- ``entity_sizes``: how entities spread over sizes, against the last check (passes always: a
+  shift is for a person to read);
 - ``freshness:<source>``: the newest record of a source (by its timestamp column) is recent.
 
 Results are appended to the ``quality_checks`` table (the data quality notebook charts them).
@@ -14,6 +18,7 @@ Results are appended to the ``quality_checks`` table (the data quality notebook 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -22,6 +27,7 @@ from pyspark.sql import functions as F
 
 from resolution import schemas as S
 from resolution.config import Config
+from resolution.rules import any_two_differ
 from resolution.store import DeltaStore
 
 PASS, FAIL = "PASS", "FAIL"
@@ -67,6 +73,10 @@ def run_checks(store: DeltaStore, config: Config) -> list[CheckResult]:
         _no_orphans(records, membership, golden),
         _max_entity_size(membership, config.quality.max_entity_size or config.matching.max_entity_size),
     ]
+    strong = strong_attributes(config)
+    if strong:
+        results.append(_conflicting_values(records, membership, strong, config))
+    results.append(_entity_sizes(membership, _last_observed(store, ENTITY_SIZES)))
     for source in config.sources:
         limit = config.quality.freshness_of(source.name)
         if limit is not None and source.timestamp is not None:
@@ -131,6 +141,78 @@ def _max_entity_size(membership: DataFrame, limit: int) -> CheckResult:
         f"<= {limit}",
         f"{over} entit{'y' if over == 1 else 'ies'} above the limit" if over else "",
     )
+
+
+def strong_attributes(config: Config) -> list[str]:
+    """The attributes a person has one value of: ``quality.strong_attributes``, else the
+    ``cannot_link`` attributes and those the model compares as dates or codes."""
+    if config.quality.strong_attributes is not None:
+        return list(config.quality.strong_attributes)
+    compared = [a for a, kind in config.matching.comparisons.items() if kind in ("date", "code")]
+    return list(dict.fromkeys([*config.cannot_link.attributes, *compared]))
+
+
+def _conflicting_values(records: DataFrame, membership: DataFrame, attributes: list[str], config: Config) -> CheckResult:
+    """Entities of two or more records holding two values of a strong attribute (differing
+    beyond what ``cannot_link.tolerate`` allows): over-merged people, or typos."""
+    tolerate = config.cannot_link.tolerate
+    joined = records.select(S.RECORD_KEY, *attributes).join(membership.select(S.RECORD_KEY, S.ENTITY_ID), S.RECORD_KEY)
+    entities = joined.groupBy(S.ENTITY_ID).agg(
+        F.count(F.lit(1)).alias("__records"),
+        *[any_two_differ(F.collect_set(F.col(name).cast("string")), tolerate.get(name, ())).alias(name)
+          for name in attributes],
+    ).filter(F.col("__records") > 1)
+    any_conflict = F.col(attributes[0])
+    for name in attributes[1:]:
+        any_conflict = any_conflict | F.col(name)
+    conflicting = entities.filter(any_conflict)
+    row = entities.agg(F.count(F.lit(1)).alias("multi"),
+                       *[F.sum(F.col(name).cast("int")).alias(name) for name in attributes]).first()
+    multi = int(row["multi"] or 0)
+    found = conflicting.count()
+    share = found / multi if multi else 0.0
+    per_attribute = ", ".join(f"{int(row[name] or 0)} of {name}" for name in attributes)
+    return CheckResult(
+        "conflicting_values",
+        share <= config.quality.max_conflicting_share,
+        f"{found} of {multi} entities of 2+ records ({share:.1%}) hold two values ({per_attribute})",
+        f"<= {config.quality.max_conflicting_share:.1%}",
+        f"e.g. {_examples(conflicting, S.ENTITY_ID)}; if they are over-merged people, add the attribute to "
+        "cannot_link.attributes, else tolerate its typos (cannot_link.tolerate)" if found else "",
+    )
+
+
+ENTITY_SIZES = "entity_sizes"
+_SIZE_BUCKETS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, None))
+_MULTI = re.compile(r"2\+ records: [\d,]+ \(([\d.]+)%\)")
+
+
+def _last_observed(store: DeltaStore, check: str) -> str | None:
+    """What the last recorded run of ``check`` observed, if any."""
+    if not store.exists(S.QUALITY_CHECKS):
+        return None
+    last = (store.read(S.QUALITY_CHECKS).filter(F.col("check_name") == check)
+            .orderBy(F.desc("checked_at")).select("observed").first())
+    return None if last is None else last["observed"]
+
+
+def _entity_sizes(membership: DataFrame, last: str | None) -> CheckResult:
+    """Entities by size, and the share of entities of 2+ records against the last check."""
+    sizes = membership.groupBy(S.ENTITY_ID).count()
+    counts = {row["size"]: int(row["n"]) for row in sizes.groupBy(F.col("count").alias("size"))
+              .agg(F.count(F.lit(1)).alias("n")).collect()}
+    total = sum(counts.values())
+
+    def within(low: int, high: int | None) -> int:
+        return sum(n for size, n in counts.items() if size >= low and (high is None or size <= high))
+
+    buckets = ", ".join(f"{low if high == low else f'{low}-{high}' if high else f'{low}+'}: {within(low, high):,}"
+                        for low, high in _SIZE_BUCKETS)
+    multi = within(2, None)
+    observed = f"{total:,} entities ({buckets}); 2+ records: {multi:,} ({100 * multi / total if total else 0:.1f}%)"
+    before = _MULTI.search(last or "")
+    detail = f"at the last check 2+ records were {before.group(1)}%" if before else "no earlier check to compare"
+    return CheckResult(ENTITY_SIZES, True, observed, "a distribution to compare run by run", detail)
 
 
 def _freshness(records: DataFrame, source: str, limit_seconds: float) -> CheckResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import cache
@@ -47,6 +47,28 @@ def key_text(value: Any) -> str | None:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+# ---- a source's columns as one attribute's raw value ----------------------------------------
+
+
+def joined_parts(columns: Sequence[Column]) -> Column:
+    """The raw value an attribute reads from its source columns, as text. Several columns (a
+    composite attribute: street number, street name, unit) are each trimmed and joined by one
+    space, empty or null parts left out; all of them empty gives null."""
+    if len(columns) == 1:
+        return columns[0].cast("string")
+    parts = [F.trim(column.cast("string")) for column in columns]
+    joined = F.concat_ws(" ", *[F.when(part != "", part) for part in parts])
+    return F.when(joined != "", joined)
+
+
+def joined_parts_value(values: Sequence[Any]) -> str | None:
+    """:func:`joined_parts` in Python, on the columns' values."""
+    if len(values) == 1:
+        return key_text(values[0])
+    parts = [_trim(key_text(value)) for value in values if value is not None]
+    return " ".join(part for part in parts if part) or None
 
 
 # ---- standardization, one pair per attribute kind ----------------------------------------
@@ -457,10 +479,89 @@ DIFFERENT = "different"  # cut_by of a link whose clusters hold two values of an
 UNIQUE_SOURCE = "unique_source"  # ... two records of a duplicate-free source
 
 
-def cannot_link_violated(attributes: Sequence[str], unique_sources: Iterable[str]) -> Column | None:
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _within_one_edit(a: str, b: str) -> bool:
+    """Levenshtein distance at most 1 (Spark's ``levenshtein``, on characters)."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+    return a[start + (len(a) == len(b)):] == b[start + 1:]
+
+
+def _transposed(a: str, b: str) -> bool:
+    """Equal but for two adjacent characters swapped."""
+    if len(a) != len(b) or a == b:
+        return False
+    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return len(differ) == 2 and differ[1] == differ[0] + 1 and a[differ[0]] == b[differ[1]] and a[differ[1]] == b[differ[0]]
+
+
+def _day_month_swapped(a: str, b: str) -> bool:
+    """Two ISO dates of one year whose day and month are swapped (2001-03-04, 2001-04-03)."""
+    return bool(_ISO_DATE.match(a) and _ISO_DATE.match(b)) and a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7]
+
+
+_TOLERATED = {"one_edit": _within_one_edit, "transposition": _transposed, "day_month_swap": _day_month_swapped}
+
+
+def values_differ(a: str, b: str, tolerate: Sequence[str] = ()) -> bool:
+    """Two values of a cannot-link attribute tell two people apart: they differ, and by no
+    difference ``tolerate`` names (a typo)."""
+    return a != b and not any(_TOLERATED[kind](a, b) for kind in tolerate)
+
+
+def _values_differ_column(a: Column, b: Column, tolerate: Sequence[str]) -> Column:
+    """:func:`values_differ` in Spark."""
+    differ = a != b
+    for kind in tolerate:
+        if kind == "one_edit":
+            same = F.levenshtein(a, b) <= 1
+        elif kind == "transposition":
+            same = _transposed_column(a, b)
+        else:  # day_month_swap
+            iso = r"^\d{4}-\d{2}-\d{2}$"
+            same = (a.rlike(iso) & b.rlike(iso) & (F.substring(a, 1, 4) == F.substring(b, 1, 4))
+                    & (F.substring(a, 6, 2) == F.substring(b, 9, 2)) & (F.substring(a, 9, 2) == F.substring(b, 6, 2)))
+        differ = differ & ~same
+    return differ
+
+
+def _transposed_column(a: Column, b: Column) -> Column:
+    """:func:`_transposed` in Spark: ``b`` is ``a`` with characters ``i`` and ``i + 1`` swapped,
+    for some ``i``."""
+    n = F.length(a)
+
+    def swapped(i: Column) -> Column:
+        return F.concat(F.substring(a, F.lit(1), i - 1), F.substring(a, i + 1, F.lit(1)),
+                        F.substring(a, i, F.lit(1)), F.substring(a, i + 2, n))
+
+    return (n == F.length(b)) & (n >= 2) & (a != b) & F.exists(
+        F.sequence(F.lit(1), F.greatest(n - 1, F.lit(1))), lambda i: swapped(i) == b)
+
+
+def any_two_differ(values: Column, tolerate: Sequence[str]) -> Column:
+    """True when two values of the array ``values`` differ beyond what ``tolerate`` allows."""
+    return F.exists(values, lambda a: F.exists(values, lambda b: _values_differ_column(a, b, tolerate)))
+
+
+def cannot_link_violated(attributes: Sequence[str], unique_sources: Iterable[str],
+                         tolerate: Mapping[str, Sequence[str]] | None = None) -> Column | None:
     """Spark aggregate over one cluster's records: true when it holds two values of a
-    constrained attribute or two records of a duplicate-free source (None: no constraint)."""
-    checks = [F.countDistinct(F.col(name).cast("string")) > 1 for name in attributes]
+    constrained attribute that differ (beyond what ``tolerate`` allows it) or two records of a
+    duplicate-free source (None: no constraint)."""
+    tolerate = tolerate or {}
+    checks = []
+    for name in attributes:
+        if not tolerate.get(name):
+            checks.append(F.countDistinct(F.col(name).cast("string")) > 1)
+            continue
+        checks.append(any_two_differ(F.collect_set(F.col(name).cast("string")), tolerate[name]))
     checks += [F.sum((F.col(S.SOURCE) == name).cast("int")) > 1 for name in unique_sources]
     if not checks:
         return None
@@ -471,24 +572,31 @@ def cannot_link_violated(attributes: Sequence[str], unique_sources: Iterable[str
 
 
 def cannot_link_conflict(
-    mine: Mapping[str, str],
-    theirs: Mapping[str, str],
+    mine: Mapping[str, Collection[str]],
+    theirs: Mapping[str, Collection[str]],
     mine_sources: Mapping[str, str],
     theirs_sources: Mapping[str, str],
     *,
     attributes: Sequence[str],
+    tolerate: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[str, str] | None:
     """The first constraint joining two groups would break, as (constraint, detail), or None.
 
-    ``mine``/``theirs``: each group's value of the constrained ``attributes`` (absent: none);
-    ``*_sources``: the record key each group holds of every duplicate-free source. Two groups
-    that each keep the constraints conflict exactly when their union breaks
-    :func:`cannot_link_violated`.
+    ``mine``/``theirs``: each group's values of the constrained ``attributes`` (absent: none;
+    several only when ``tolerate`` lets them stand together); ``*_sources``: the record key
+    each group holds of every duplicate-free source. Two groups that each keep the constraints
+    conflict exactly when their union breaks :func:`cannot_link_violated`.
     """
+    tolerate = tolerate or {}
     for name in attributes:
-        left, right = mine.get(name), theirs.get(name)
-        if left is not None and right is not None and left != right:
-            low, high = sorted((left, right))
+        kinds = tolerate.get(name, ())
+        differing = sorted(
+            tuple(sorted((left, right)))
+            for left in mine.get(name, ()) for right in theirs.get(name, ())
+            if values_differ(left, right, kinds)
+        )
+        if differing:
+            low, high = differing[0]
             return f"{DIFFERENT}:{name}", f"{name} {low} <> {high}"
     for source in sorted(mine_sources.keys() & theirs_sources.keys()):
         low, high = sorted((mine_sources[source], theirs_sources[source]))

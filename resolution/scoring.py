@@ -20,6 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from resolution.config import Config
+from resolution.evidence import evidence_overlaps
 from resolution.matching import (
     IDENTIFIER,
     RULE_INDEX,
@@ -39,6 +40,7 @@ from resolution.schemas import (
     RECORD_KEY_R,
     RULE,
 )
+from resolution.threshold import ThresholdProposal, propose_threshold, save_proposal
 
 logger = logging.getLogger(__name__)
 
@@ -292,15 +294,37 @@ def train_model(
             logged += filter(None, [_em_convergence_warning(session)])
     raw = linker.misc.save_model_to_json()
     unobserved = unobserved_levels(raw)  # before the floor, after which every level has m and u
-    report = TrainingReport(_smoothed(raw), unobserved, tuple(logged))
+    model = _smoothed(raw)
+    overlaps = evidence_overlaps(model_inputs(records, config), model)
+    for overlap in overlaps:
+        logger.warning("evidence counted twice: %s", overlap.message(config.attribute_kinds)[0])
+    proposal = propose_link_threshold(spark, records, model=model, config=config)
+    report = TrainingReport(model, unobserved, tuple(logged),
+                            tuple(overlap.message(config.attribute_kinds) for overlap in overlaps),
+                            tuple(proposal.lines(config.matching.link_threshold) if proposal else ()))
     output = Path(output_path)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report.model, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    save_proposal(proposal, output)
     stem = output.with_suffix("")
     linker.visualisations.match_weights_chart().save(f"{stem}.match_weights.html", inline=True)
     linker.visualisations.m_u_parameters_chart().save(f"{stem}.m_u_parameters.html", inline=True)
     Path(f"{stem}.report.txt").write_text("\n".join(report.lines()) + "\n", encoding="utf-8")
     return report
+
+
+def propose_link_threshold(
+    spark: SparkSession, records: DataFrame, *, model: dict[str, Any], config: Config
+) -> ThresholdProposal | None:
+    """The link threshold ``model`` proposes (see :mod:`resolution.threshold`), from its scores
+    of the run's candidate pairs of ``records`` (standardized, junk identifiers masked)."""
+    from splink import Linker
+
+    db_api = _spark_api(spark)
+    spark.catalog.dropTempView("threshold_records")
+    table = db_api.register(model_inputs(records, config), dataset_display_name="threshold_records")
+    predictions = Linker(table, with_candidate_rules(model, config, "spark")).inference.predict()
+    return propose_threshold(predictions.as_spark_dataframe())
 
 
 class _WarningLog(logging.Handler):

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 
 from resolution.config import Config, ConfigError, SourceConfig
-from resolution.rules import parse_timestamp
+from resolution.rules import joined_parts, parse_timestamp
 from resolution.schemas import (
     RECORD_KEY,
     ROW_HASH,
@@ -106,7 +106,7 @@ def check_source_columns(raw: DataFrame, source: SourceConfig, *, config_file: s
     """Fail with a ConfigError naming the key whose column the source does not have."""
     available = set(raw.columns)
     needed = [("key", source.key), ("timestamp", source.timestamp)]
-    needed += [(f"columns.{attribute}", column) for attribute, column in source.columns.items()]
+    needed += [(f"columns.{attribute}", column) for attribute in source.columns for column in source.columns_of(attribute)]
     needed += [
         ("operation_column", source.operation_column),
         ("operation_time_column", source.operation_time_column),
@@ -175,7 +175,7 @@ def _prepared_rows(raw: DataFrame, source: SourceConfig, *, attributes: list[str
         raw_timestamp.alias("__raw_timestamp"),
         *[
             (
-                F.col(source.columns[attribute]).cast("string")
+                joined_parts([F.col(f"`{c}`") for c in source.columns_of(attribute)])
                 if attribute in source.columns
                 else F.lit(None).cast("string")
             ).alias(attribute)

@@ -68,7 +68,8 @@ _NOT_PERSON_WORDS = {
     "employer", "list", "table", "column", "source", "town",
 }
 _POSTCODE_WORDS = {"postcode", "postal", "zip", "zipcode", "postalcode"}
-_ADDRESS_WORDS = {"address", "addr", "street", "line1", "addressline", "addressline1", "address1"}
+_ADDRESS_WORDS = {"address", "addr", "street", "line1", "addressline", "addressline1", "address1", "line2",
+                  "addressline2", "address2", "house", "houseno", "housenumber", "building"}
 _NOT_ADDRESS_WORDS = {"ip", "mac", "web", "url", "mail", "email", "wallet"}
 _CITY_WORDS = {"city", "town"}
 _ID_WORDS = {"id", "no", "num", "nr", "number", "ref", "reference", "key", "code", "uuid", "guid", "pk", "card"}
@@ -313,6 +314,7 @@ class ColumnGuess:
     kind: str | None
     reason: str
     strength: int = 1
+    parts: tuple[str, ...] = ()  # a composite attribute: the columns joined into one value
 
 
 def classify_column(column: str, values: Sequence[str | None], *, column_type: str = "string") -> ColumnGuess:
@@ -645,6 +647,13 @@ def guess_source(name: str, location: str, sample: Sample, *, priority: int) -> 
     unmapped: list[ColumnGuess] = []
     # the surest column of an attribute wins it; the others are listed as not mapped
     ranked = sorted(guesses.values(), key=lambda g: (-g.strength, sample.columns.index(g.column)))
+    address_parts = [g.column for g in guesses.values() if g.attribute == "address"]
+    if len(address_parts) > 1:  # street number, street name, line 2...: one address, compared once
+        parts = tuple(sorted(address_parts, key=sample.columns.index))
+        ranked = [g for g in ranked if g.attribute != "address"] + [ColumnGuess(
+            parts[0], "address", "address",
+            f"{', '.join(parts)} are named like parts of an address: joined into one (compared as two, "
+            "the model would count one address twice)", parts=parts)]
     for guess in ranked:
         if guess.attribute is None:
             continue
@@ -848,7 +857,8 @@ def _source_lines(guess: SourceGuess) -> list[str]:
                            "slash dates that parse only month first"))
     lines.append(_line("    columns:", "standard attribute: source column"))
     for attribute, column_guess in guess.mapped.items():
-        lines.append(_line(f"      {attribute}: {_scalar(column_guess.column)}", column_guess.reason))
+        mapped = _flow_list(column_guess.parts) if column_guess.parts else _scalar(column_guess.column)
+        lines.append(_line(f"      {attribute}: {mapped}", column_guess.reason))
     if guess.unmapped:
         lines.append("    # not mapped:")
         for column_guess in guess.unmapped:
@@ -878,7 +888,7 @@ def _identifier_lines(
         return []
     lines = [_line("identifiers:", "deterministic rules: a shared value links two records")]
     for attribute in rules:
-        mapped_by = ", ".join(f"{g.name}.{g.mapped[attribute].column}" for g in guesses if attribute in g.mapped)
+        mapped_by = ", ".join(f"{g.name}.{'+'.join(g.mapped[attribute].parts) or g.mapped[attribute].column}" for g in guesses if attribute in g.mapped)
         lines.append(f"  - name: {attribute}")
         lines.append(_line(f"    attribute: {attribute}", mapped_by))
         patterns = {"email": EMAIL_EXCLUDES, "phone": PHONE_EXCLUDES}.get(kinds[attribute])
@@ -942,7 +952,7 @@ def _matching_lines(matching: Matching) -> list[str]:
     lines.append(_line("  blocking_rules:", "candidate pairs for the model (beyond the identifier rules)"))
     lines += [f"    - [{', '.join(rule)}]" for rule in matching.blocking_rules]
     lines += [
-        _line("  link_threshold: 0.95", "p >= this: linked"),
+        _line("  link_threshold: 0.95", "p >= this: linked (auto: the threshold idr train proposes, see docs)"),
         _line("  review_threshold: 0.5", "review_threshold <= p < link_threshold: review queue"),
         "  max_entity_size: 500",
         "  training:",
@@ -975,7 +985,7 @@ class StarterConfig:
         out = [f"wrote {self.path} (validated by the config loader)"]
         for guess in self.sources:
             timestamp = guess.timestamp.column if guess.timestamp else "none"
-            mapping = ", ".join(f"{a}={g.column}" for a, g in guess.mapped.items()) or "nothing"
+            mapping = ", ".join(f"{a}={'+'.join(g.parts) or g.column}" for a, g in guess.mapped.items()) or "nothing"
             todo = " (TODO: check the key)" if not guess.key.certain else ""
             out.append(f"  {guess.name} ({guess.sample.format}, {guess.sample.rows} rows sampled, "
                        f"{guess.change_tracking}): key {guess.key.column}{todo}, timestamp {timestamp}; {mapping}")

@@ -42,6 +42,7 @@ class World:
     kyc_events: list[list[str]] = field(default_factory=list)
     clock: int = 0
     dobs: bool = False  # give records birth dates (by key), so cannot-link constraints bite
+    dob_values: tuple[str, ...] = tuple(DOBS)  # the birth dates keys draw from ("" for none)
 
     def record(self, key: str, name: int, email: int | None, phone: int | None) -> list[str]:
         first, last = NAMES[name % len(NAMES)]
@@ -52,8 +53,12 @@ class World:
             EMAILS[email] if email is not None else "",
             PHONES[phone] if phone is not None else "",
             f"2024-01-{int(key.lstrip('ck')) % 28 + 1:02d}",
-            DOBS[int(key.lstrip("ck")) % len(DOBS)] if self.dobs else "",
+            self.dob_of(key) if self.dobs else "",
         ]
+
+    def dob_of(self, key: str) -> str:
+        """The birth date of the record ``key`` (``c3``, ``k2``: by its number)."""
+        return self.dob_values[int(key.lstrip("ck")) % len(self.dob_values)]
 
     def upsert_crm(self, key: str, name: int, email: int | None, phone: int | None) -> None:
         self.crm[key] = self.record(key, name, email, phone)

@@ -207,3 +207,36 @@ def test_a_key_left_out_or_null_takes_the_default_of_its_dataclass_field(example
     assert config.storage == StorageConfig(warehouse="./lakehouse")
     crm = config.sources[0]
     assert (crm.format, crm.change_tracking, crm.priority, crm.options) == ("delta", "snapshot", 100, {})
+
+
+def test_a_source_column_list_builds_one_composite_attribute(example):
+    example["sources"][0]["columns"]["address"] = ["house_number", "street"]
+    example["sources"][1]["columns"]["address"] = ["delivery_address"]  # one column: as a plain name
+    config = parse_config(example, file="test.yml")
+    assert config.sources[0].columns_of("address") == ("house_number", "street")
+    assert config.sources[1].columns["address"] == "delivery_address"
+    assert config.attribute_kinds["address"] == "address"
+    assert "house_number" in config.sources[0].mapped_columns
+
+    example["sources"][0]["columns"]["address"] = ["street", "street"]
+    assert "lists a column twice" in _error(example).problem
+    example["sources"][0]["columns"]["address"] = [1, "street"]
+    error = _error(example)
+    assert error.key == "sources[crm].columns" and "a list of column names" in error.problem
+    example["sources"][0]["columns"]["address"] = "street"
+    example["sources"][3]["columns"]["address"] = ["house_number", "street"]  # the online inbox
+    error = _error(example)
+    assert error.key == "serve.inbox_source" and "map it to one column" in error.problem
+
+
+def test_cannot_link_tolerances_are_per_constrained_attribute(example):
+    example["cannot_link"] = {"attributes": ["dob"], "tolerate": {"dob": ["day_month_swap", "one_edit"]}}
+    config = parse_config(example, file="test.yml")
+    assert config.cannot_link.tolerate == {"dob": ("day_month_swap", "one_edit")}
+    example["cannot_link"]["tolerate"] = {"dob": "transposition"}
+    assert parse_config(example, file="test.yml").cannot_link.tolerate == {"dob": ("transposition",)}
+    example["cannot_link"]["tolerate"] = {"dob": ["typo"]}
+    error = _error(example)
+    assert error.key == "cannot_link.tolerate.dob" and "one_edit, transposition, day_month_swap" in error.problem
+    example["cannot_link"]["tolerate"] = {"email": ["one_edit"]}
+    assert "not among cannot_link.attributes" in _error(example).problem

@@ -111,3 +111,36 @@ def test_family_members_have_their_own_first_names_and_everyone_their_own_mobile
     digits = crm["phone"].str.replace(r"\D", "", regex=True).str[-10:]
     assert crm["contact_id"].str.startswith("N").any(), "the batch brings new people"
     assert (pd.Series(person.to_numpy()).groupby(digits.to_numpy()).nunique() == 1).all()
+
+
+def test_the_household_mode_has_rosters_numbers_with_copy_errors_and_no_contact_identifiers(tmp_path):
+    from resolution.cli import main
+    from resolution.generate_households import HOUSEHOLD_FILES, generate_households
+
+    tables = generate_households(3000, seed=5)
+    census, ssa, tax, truth = (tables[name] for name in ("census", "ssa", "tax", "truth"))
+    assert len(truth) == len(census) + len(ssa) + len(tax) and truth["record_key"].is_unique
+    for table in (census, ssa, tax):
+        assert not any("mail" in column and column != "mailing_address" for column in table.columns)
+        assert not any("phone" in column for column in table.columns)
+    assert "dob" not in tax.columns and "street_name" not in ssa.columns and "mailing_address" not in ssa.columns
+    people = truth.set_index("record_key")
+    census_people = people.loc["census:" + census["record_id"], "person_id"]
+    assert census_people.is_unique  # the roster holds each person once
+    # several people per address, sharing a surname mostly
+    by_address = census.groupby(["street_number", "street_name"]).size()
+    assert (by_address > 1).mean() > 0.3
+    # a number on a form is sometimes not the person's own (copied from a household member or
+    # mistyped), and some people have two ssa records
+    own = dict(zip(people.loc["ssa:" + ssa["record_id"], "person_id"], ssa["ssn"], strict=False))
+    form_people = people.loc["tax:" + tax["form_id"], "person_id"].to_numpy()
+    wrong = np.mean([own.get(person) not in (None, number) for person, number in zip(form_people, tax["ssn"], strict=True)])
+    assert 0.01 < wrong < 0.15
+    assert people.loc["ssa:" + ssa["record_id"], "person_id"].duplicated().sum() > 0.05 * len(ssa)
+
+    assert main(["generate", "--mode", "households", "--people", "300", "--seed", "3", "--output", str(tmp_path)]) == 0
+    assert {path.name for path in tmp_path.iterdir()} == {*HOUSEHOLD_FILES.values(), "truth.csv"}
+    digest = hashlib.sha256((tmp_path / "tax.csv").read_bytes()).hexdigest()
+    again = tmp_path / "again"
+    assert main(["generate", "--mode", "households", "--people", "300", "--seed", "3", "--output", str(again)]) == 0
+    assert hashlib.sha256((again / "tax.csv").read_bytes()).hexdigest() == digest

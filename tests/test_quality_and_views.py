@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pyspark.sql import functions as F
 
 from resolution import schemas as S
 from resolution.cli import EXIT_QUALITY, main
@@ -44,12 +45,13 @@ def _store(spark, config):
 def test_a_run_ends_with_one_summary_line_and_passing_checks(spark, sample):
     path, warehouse, code, lines = sample
     assert code == 0
-    assert lines[-2] == "quality checks PASSED (4)"
+    assert lines[-2] == "quality checks PASSED (6)"
     assert lines[-1].startswith("idr run ") and " SUCCEEDED mode=full records=31 " in lines[-1]
     config = load_config(path, {"warehouse": str(warehouse)})
     checks = _store(spark, config).read(S.QUALITY_CHECKS).collect()
     assert {row["check_name"] for row in checks} == {
-        "one_entity_per_record", "no_orphaned_records", "max_entity_size", "freshness:crm"
+        "one_entity_per_record", "no_orphaned_records", "max_entity_size", "conflicting_values", "entity_sizes",
+        "freshness:crm"
     }
     assert {row["status"] for row in checks} == {"PASS"}
 
@@ -79,11 +81,35 @@ def test_checks_fail_on_broken_tables_and_say_where(spark, sample, tmp_path):
         "--var", f"warehouse={broken}",
     )
     assert code == EXIT_QUALITY
-    assert lines[-1].startswith("quality checks FAILED (4 of 4):")
+    assert lines[-1].startswith("quality checks FAILED (4 of 6):")
     assert any(line.startswith("FAIL max_entity_size: largest entity 3 record(s)") for line in lines)
     assert any(line.startswith("FAIL freshness:support") for line in lines)
     failed = store.read(S.QUALITY_CHECKS).filter("status = 'FAIL'").count()
     assert failed == 4
+
+
+def test_over_merging_shows_without_truth_as_entities_holding_two_birth_dates(spark, sample, tmp_path):
+    path, warehouse, _, _ = sample
+    merged = tmp_path / "lakehouse"
+    shutil.copytree(warehouse, merged)
+    config = load_config(path, {"warehouse": str(merged)})
+    store = _store(spark, config)
+    before = {result.check: result for result in run_checks(store, config)}
+    assert before["conflicting_values"].passed
+    assert "2+ records" in before["entity_sizes"].observed
+    # one member of a multi-record entity gets another birth date: that entity now holds two
+    membership = store.read(S.RESOLVED_MEMBERSHIP)
+    entity = membership.groupBy(S.ENTITY_ID).count().filter("count > 1").orderBy(S.ENTITY_ID).first()[S.ENTITY_ID]
+    member = membership.filter(membership[S.ENTITY_ID] == entity).orderBy(S.RECORD_KEY).first()[S.RECORD_KEY]
+    records = store.read(S.SOURCE_RECORDS)
+    changed = records.filter(records[S.RECORD_KEY] == member).withColumn("dob", F.to_date(F.lit("1901-01-01")))
+    store.delete_where(S.SOURCE_RECORDS, f"record_key = '{member}'")
+    store.append(S.SOURCE_RECORDS, changed.select(*records.columns))
+    strict = _with_quality(path, tmp_path, max_conflicting_share=0.0)
+    after = {r.check: r for r in run_checks(store, load_config(strict, {"warehouse": str(merged)}))}
+    assert not after["conflicting_values"].passed
+    assert after["conflicting_values"].observed.startswith("1 of ")
+    assert entity in after["conflicting_values"].detail and "cannot_link" in after["conflicting_values"].detail
 
 
 def _with_quality(path: Path, folder: Path, **quality) -> Path:

@@ -139,7 +139,11 @@ def test_cannot_link_conflict_is_the_union_breaking_the_constraint_in_spark(spar
                 for i, source in enumerate(sources)]
 
     def summary(records: list[dict]) -> tuple[dict, dict]:
-        values = {name: r[name] for r in records for name in attributes if r[name] is not None}
+        values: dict[str, set[str]] = {}
+        for r in records:
+            for name in attributes:
+                if r[name] is not None:
+                    values.setdefault(name, set()).add(r[name])
         return values, {r[S.SOURCE]: r[S.RECORD_KEY] for r in records if r[S.SOURCE] in unique_sources}
 
     rows, online = [], []
@@ -151,6 +155,71 @@ def test_cannot_link_conflict_is_the_union_breaking_the_constraint_in_spark(spar
         rows += [(case, r[S.RECORD_KEY], r[S.SOURCE], r["dob"], r["ssn"]) for r in left + right]
     frame = spark.createDataFrame(rows, f"case int, {S.RECORD_KEY} string, {S.SOURCE} string, dob string, ssn string")
     violated = R.cannot_link_violated(attributes, unique_sources)
+    batch = [row["v"] for row in frame.groupBy("case").agg(violated.alias("v")).orderBy("case").collect()]
+    assert online == batch
+    assert True in online and False in online
+
+
+def test_a_composite_attribute_joins_its_columns_alike_in_spark_and_python(spark):
+    """An address built from street number, street name and unit: each part trimmed, empty or
+    null parts left out, one space between; none at all gives null. Numbers are text as Spark
+    casts them."""
+    chooser = random.Random(3)
+    parts = [None, "", "  ", " 12 ", "High  St.", "Flat 3", "\t", "0", "ü"]
+    rows = [tuple(chooser.choice(parts) for _ in range(3)) for _ in range(80)] + [(None, None, None), ("", " ", None)]
+    schema = "a string, b string, c string"
+    frame = spark.createDataFrame(list(rows), schema)
+    batch = [row["out"] for row in frame.select(R.joined_parts([F.col("a"), F.col("b"), F.col("c")]).alias("out")).collect()]
+    assert [R.joined_parts_value(list(row)) for row in rows] == batch
+    assert R.joined_parts_value([" 12 ", None, "High  St."]) == "12 High  St."
+    assert R.joined_parts_value(["", " ", None]) is None
+
+    numbers = spark.createDataFrame([(12, "Mill Lane"), (None, "Mill Lane"), (7, None)], "n long, s string")
+    batch = [row["out"] for row in numbers.select(R.joined_parts([F.col("n"), F.col("s")]).alias("out")).collect()]
+    assert batch == [R.joined_parts_value([n, s]) for n, s in [(12, "Mill Lane"), (None, "Mill Lane"), (7, None)]]
+    assert batch == ["12 Mill Lane", "Mill Lane", "7"]
+
+
+TYPOS = ["1980-01-02", "1980-02-01", "1980-01-03", "1908-01-02", "1980-10-20", "123456789", "123456798",
+         "12345678", "213456789", "1234567890", "", "a", "ab", "ba", "abc", "acb", "bac", "ü", "üa", "aü"]
+
+
+@pytest.mark.parametrize("tolerate", [("one_edit",), ("transposition",), ("day_month_swap",),
+                                      ("one_edit", "transposition", "day_month_swap")])
+def test_tolerated_differences_alike_in_spark_and_python(spark, tolerate):
+    pairs = [(a, b) for a in TYPOS for b in TYPOS]
+    frame = spark.createDataFrame(pairs, "a string, b string")
+    batch = [row["d"] for row in frame.select(R._values_differ_column(F.col("a"), F.col("b"), tolerate).alias("d"))
+             .collect()]
+    assert [R.values_differ(a, b, tolerate) for a, b in pairs] == batch
+    assert not R.values_differ("x", "x", ()) and R.values_differ("1980-01-02", "1980-02-01", ())
+
+
+def test_tolerant_cannot_link_conflict_is_the_union_breaking_the_constraint_in_spark(spark):
+    """As above, with ``dob`` tolerating a day/month swap and ``ssn`` one edit: a group may
+    hold several values that tolerate each other; two groups conflict when a value of one
+    differs from a value of the other beyond that."""
+    attributes, tolerate = ["dob", "ssn"], {"dob": ("day_month_swap",), "ssn": ("one_edit",)}
+    variants = {"dob": [["2001-03-04", "2001-04-03"], ["2001-05-05"], ["1999-03-04", "1999-04-03"]],
+                "ssn": [["111", "112", "11"], ["211"], ["311", "321"]]}
+    chooser = random.Random(13)
+
+    def group(prefix: str) -> list[dict]:
+        chosen = {name: chooser.choice(variants[name]) for name in attributes}
+        return [{S.RECORD_KEY: f"{prefix}{i}", S.SOURCE: "crm",
+                 **{name: chooser.choice([None, chooser.choice(chosen[name][:1] if name == "ssn" else chosen[name])])
+                    for name in attributes}}
+                for i in range(chooser.randint(1, 3))]
+
+    rows, online = [], []
+    for case in range(120):
+        left, right = group("l"), group("r")
+        values = [{name: {r[name] for r in side if r[name] is not None} for name in attributes} for side in (left, right)]
+        online.append(R.cannot_link_conflict(values[0], values[1], {}, {}, attributes=attributes,
+                                             tolerate=tolerate) is not None)
+        rows += [(case, r[S.RECORD_KEY], r[S.SOURCE], r["dob"], r["ssn"]) for r in left + right]
+    frame = spark.createDataFrame(rows, f"case int, {S.RECORD_KEY} string, {S.SOURCE} string, dob string, ssn string")
+    violated = R.cannot_link_violated(attributes, [], tolerate)
     batch = [row["v"] for row in frame.groupBy("case").agg(violated.alias("v")).orderBy("case").collect()]
     assert online == batch
     assert True in online and False in online

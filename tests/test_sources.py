@@ -105,3 +105,20 @@ def test_missing_source_column_names_the_config_key(spark):
         check_source_columns(raw, SNAPSHOT, config_file="conf/x.yml")
     assert caught.value.key == "sources[crm].columns.email"
     assert "'mail' not found" in caught.value.problem
+
+
+def test_a_composite_attribute_reads_its_columns_joined_and_names_a_missing_one(spark):
+    census = SourceConfig(name="census", format="csv", location="census.csv", key="id", timestamp=None,
+                          columns={"address": ("house_no", "street", "unit"), "last_name": "surname"})
+    columns = ["id", "house_no", "street", "unit", "surname"]
+    raw = _frame(spark, columns, [("1", " 12", "High St. ", None, "Lee"), ("2", None, "Mill Lane", "Flat 2", "Ng"),
+                                  ("3", "", " ", None, "Roe")])
+    records = {row.source_id: row for row in validate_rows(raw, census, attributes=["address", "last_name"]).records.collect()}
+    assert records["1"].address == "12 High St."
+    assert records["2"].address == "Mill Lane Flat 2"
+    assert records["3"].address is None
+    assert records["1"].last_name == "Lee"
+    with pytest.raises(ConfigError) as caught:
+        check_source_columns(raw.drop("unit"), census, config_file="conf/x.yml")
+    assert caught.value.key == "sources[census].columns.address"
+    assert "'unit' not found" in caught.value.problem

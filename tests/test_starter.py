@@ -408,4 +408,18 @@ def test_without_identifiers_the_model_section_is_live_and_needs_training(tmp_pa
     assert config.identifiers == ()
     assert config.matching.model == (tmp_path / "models" / "people_model.json").as_posix()
     assert config.matching.blocking_rules == (("last_name",), ("first_name", "dob"))
+    assert config.matching.link_threshold == 0.95 and not config.matching.link_threshold_auto
     assert re.search(r"phone_region: US +# .*no phone column mapped", output.read_text(encoding="utf-8"))
+
+
+def test_address_parts_are_mapped_as_one_composite_address(tmp_path, capsys):
+    source = tmp_path / "census.csv"
+    source.write_text("person_id,first_name,surname,dob,house_number,street_name\n"
+                      "P1,Ann,Lee,1984-02-11,12,High Street\nP2,Bob,Lee,1990-11-30,12,High Street\n", encoding="utf-8")
+    output = tmp_path / "census.yml"
+    assert main(["init", "--source", f"census={source}", "--output", str(output)]) == 0
+    assert "address=house_number+street_name" in capsys.readouterr().out
+    config = load_config(output)
+    assert config.sources[0].columns["address"] == ("house_number", "street_name")
+    assert list(config.matching.comparisons).count("address") == 1
+    assert "joined into one" in output.read_text(encoding="utf-8")

@@ -23,6 +23,7 @@ from resolution.model_report import (
     unobserved_levels,
 )
 from resolution.scoring import SMOOTHING_FLOOR, load_model
+from resolution.threshold import CEILING, FLOOR, load_proposal, proposal_from_buckets, proposal_path
 from resolution.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -300,3 +301,54 @@ def test_a_level_warned_of_by_two_em_passes_is_listed_once():
         lines[-1],
     ]
     assert lines[-1].startswith("    what to do: add an EM blocking rule that does not block on email")
+
+
+def test_train_proposes_the_link_threshold_of_the_best_expected_f1_and_auto_uses_it(trained, tmp_path):
+    config, (path, report) = trained
+    proposal = load_proposal(path)
+    assert proposal is not None and proposal_path(path).is_file()
+    assert FLOOR <= proposal.threshold <= CEILING
+    thresholds = [point.threshold for point in proposal.curve]
+    assert thresholds == sorted(thresholds)
+    # lower thresholds keep more links and find more of the expected matches
+    assert [p.links for p in proposal.curve] == sorted((p.links for p in proposal.curve), reverse=True)
+    assert [p.expected_recall for p in proposal.curve] == sorted((p.expected_recall for p in proposal.curve), reverse=True)
+    best = max((p for p in proposal.curve if FLOOR <= p.threshold <= CEILING), key=lambda p: p.expected_f1)
+    assert proposal.at(proposal.threshold).expected_f1 == best.expected_f1
+    assert any(line.startswith(f"link threshold: the model proposes p >= {proposal.threshold:g}") for line in report.lines())
+
+    settings = yaml.safe_load(Path(config.path).read_text(encoding="utf-8"))
+    settings["matching"]["link_threshold"] = "auto"
+    auto = tmp_path / "auto.yml"
+    auto.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    loaded = load_config(auto)
+    assert loaded.matching.link_threshold == proposal.threshold and loaded.matching.link_threshold_proposed
+    assert loaded.matching.review_threshold <= loaded.matching.link_threshold
+
+
+def test_expected_precision_and_recall_from_scores_alone():
+    # weights 8 (p 0.996): 90 pairs; 0 (p 0.5): 20 pairs; -10 (p 0.001): 1000 pairs
+    buckets = [(8.0, 90, 90 * 0.9961), (0.0, 20, 10.0), (-10.0, 1000, 1000 * 0.000976)]
+    proposal = proposal_from_buckets(buckets)
+    top, middle = proposal.at(0.997), proposal.at(0.5)
+    assert top.links == 90 and middle.links == 110
+    assert top.expected_precision > 0.99 and middle.expected_precision < top.expected_precision
+    assert middle.expected_recall > top.expected_recall
+    assert proposal.threshold == max((top, middle), key=lambda p: p.expected_f1).threshold
+    assert proposal_from_buckets([]) is None
+
+
+def test_auto_without_a_proposal_stops_the_run_naming_the_key(tmp_path):
+    from resolution.config import ConfigError
+    from resolution.pipeline import run_pipeline
+
+    settings = yaml.safe_load((REPO / "conf" / "generated.yml").read_text(encoding="utf-8"))
+    settings["matching"]["link_threshold"] = "auto"
+    settings["matching"]["model"] = str(tmp_path / "untrained.json")
+    path = tmp_path / "auto.yml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    config = load_config(path)
+    assert config.matching.link_threshold_auto and not config.matching.link_threshold_proposed
+    with pytest.raises(ConfigError) as caught:
+        run_pipeline(None, config)  # refused before a session is needed
+    assert caught.value.key == "matching.link_threshold" and "idr train" in caught.value.problem

@@ -43,6 +43,7 @@ from resolution.schemas import (
 # The constraint a cut names: "different:<attribute>", "unique_source:<source>" (see
 # resolution.rules) or "rejected"
 REJECTED = "rejected"
+
 # Weights equal to this many decimals tie (and fall back to record keys): a pair rescored in
 # another run may differ in its last bits, which must not reorder the links.
 WEIGHT_DECIMALS = 6
@@ -83,13 +84,15 @@ class _Cluster:
 
     def __init__(self, record: Record, *, unique_sources: Collection[str], rejected: set[str]) -> None:
         self.members = {record.key}
-        self.values = {name: value for name, value in record.values.items() if value is not None}
+        self.values = {name: {value} for name, value in record.values.items() if value is not None}
         self.sources = {record.source: record.key} if record.source in unique_sources else {}
         self.rejected = set(rejected)
 
-    def conflict(self, other: _Cluster, attributes: Sequence[str]) -> tuple[str, str] | None:
+    def conflict(self, other: _Cluster, attributes: Sequence[str],
+                 tolerate: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
         """The first constraint joining ``other`` would break, as (constraint, detail)."""
-        broken = cannot_link_conflict(self.values, other.values, self.sources, other.sources, attributes=attributes)
+        broken = cannot_link_conflict(self.values, other.values, self.sources, other.sources, attributes=attributes,
+                                      tolerate=tolerate)
         if broken is not None:
             return broken
         crossing = sorted(self.rejected & other.members) or sorted(other.rejected & self.members)
@@ -99,8 +102,8 @@ class _Cluster:
 
     def absorb(self, other: _Cluster) -> None:
         self.members |= other.members
-        for name, value in other.values.items():
-            self.values.setdefault(name, value)
+        for name, values in other.values.items():
+            self.values.setdefault(name, set()).update(values)
         for source, key in other.sources.items():
             self.sources.setdefault(source, key)
         self.rejected |= other.rejected
@@ -121,8 +124,15 @@ def split_component(
     attributes: Sequence[str] = (),
     unique_sources: Collection[str] = (),
     rejected_pairs: Iterable[tuple[str, str]] = (),
+    tolerate: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, str], list[Cut]]:
     """Cluster records greedily by their strongest links without breaking a constraint.
+
+    ``tolerate``: per attribute, the differences that do not tell two people apart
+    (``one_edit``...: see :func:`resolution.rules.values_differ`). Splink's single best links
+    (clusters joining, round by round, only their mutual strongest allowed link) ends at the
+    same partition for these constraints, which only grow as clusters join
+    (``tests/test_constrained_clustering.py`` checks it on random components).
 
     Returns each record's cluster, named by its smallest record key (as connected components
     are), and the links cut, each with the constraint that cut it. Every endpoint of a link
@@ -157,7 +167,7 @@ def split_component(
         left, right = find(link.key_l), find(link.key_r)
         if left == right:
             continue
-        conflict = clusters[left].conflict(clusters[right], attributes)
+        conflict = clusters[left].conflict(clusters[right], attributes, tolerate or {})
         if conflict is not None:
             cuts.append(Cut(link.key_l, link.key_r, *conflict))
             continue
@@ -181,7 +191,8 @@ _SPLIT_SCHEMA = (
 )
 
 
-def _split_groups(attributes: Sequence[str], unique_sources: Collection[str]):
+def _split_groups(attributes: Sequence[str], unique_sources: Collection[str],
+                  tolerate: Mapping[str, Sequence[str]]):
     """The cogrouped pandas function: one component's records and links in, labels and cuts out."""
     import pandas as pd
 
@@ -201,7 +212,8 @@ def _split_groups(attributes: Sequence[str], unique_sources: Collection[str]):
             for left, right, weight in zip(links[RECORD_KEY_L], links[RECORD_KEY_R], weights, strict=True)
         ]
         labels, cuts = split_component(
-            members, followed, attributes=attributes, unique_sources=unique_sources, rejected_pairs=rejected
+            members, followed, attributes=attributes, unique_sources=unique_sources, rejected_pairs=rejected,
+            tolerate=tolerate,
         )
         rows = [("label", key, label, None, None) for key, label in labels.items()]
         rows += [("cut", cut.key_l, cut.key_r, cut.constraint, cut.detail) for cut in cuts]
@@ -217,6 +229,7 @@ def constrain_clusters(
     attributes: Sequence[str],
     unique_sources: Collection[str],
     rejected_pairs: DataFrame | None = None,
+    tolerate: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """Split the clusters of ``records`` that break a cannot-link constraint.
 
@@ -250,7 +263,7 @@ def constrain_clusters(
         .filter(F.col("__partner_cluster") == cluster)
         .select(cluster)
     )
-    violated = cannot_link_violated(attributes, unique_sources)
+    violated = cannot_link_violated(attributes, unique_sources, tolerate)
     breaking = rejected_inside
     if violated is not None:
         breaking = held.groupBy(cluster).agg(violated.alias("__violated")).filter("__violated").select(
@@ -272,7 +285,8 @@ def constrain_clusters(
     out = (
         to_split.groupBy(CLUSTER)
         .cogroup(split_links.groupBy(link_cluster))
-        .applyInPandas(_split_groups(tuple(attributes), frozenset(unique_sources)), _SPLIT_SCHEMA)
+        .applyInPandas(_split_groups(tuple(attributes), frozenset(unique_sources), dict(tolerate or {})),
+                       _SPLIT_SCHEMA)
         .localCheckpoint(eager=False)
     )
     relabelled = out.filter(F.col(_KIND) == "label").select(

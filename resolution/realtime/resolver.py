@@ -329,7 +329,7 @@ class Resolver:
             return False
         (mine, mine_sources), (theirs, theirs_sources) = (_constrained(rows, constraints) for rows in (group, members))
         return cannot_link_conflict(mine, theirs, mine_sources, theirs_sources,
-                                    attributes=constraints.attributes) is not None
+                                    attributes=constraints.attributes, tolerate=constraints.tolerate) is not None
 
     def _entity(self, state: PublishedState, record: dict, links: list[Match]) -> str | None:
         """The entity the record joins: the oldest of the entities it links to (an entity of
@@ -357,16 +357,16 @@ class Resolver:
         return (1, *min(anchor_key(r) for r in self.overlay.members(entity_id)))
 
 
-def _constrained(rows: list[dict], constraints: CannotLinkConfig) -> tuple[dict[str, str], dict[str, str]]:
+def _constrained(rows: list[dict], constraints: CannotLinkConfig) -> tuple[dict[str, set[str]], dict[str, str]]:
     """A group's values of the constrained attributes and its records of duplicate-free
-    sources, first seen first, as the batch's constrained clustering keeps them."""
-    values: dict[str, str] = {}
+    sources (first seen first), as the batch's constrained clustering keeps them."""
+    values: dict[str, set[str]] = {}
     sources: dict[str, str] = {}
     for row in rows:
         for name in constraints.attributes:
             text = key_text(row.get(name))
             if text is not None:
-                values.setdefault(name, text)
+                values.setdefault(name, set()).add(text)
         if row[S.SOURCE] in constraints.unique_sources:
             sources.setdefault(row[S.SOURCE], row[S.RECORD_KEY])
     return values, sources

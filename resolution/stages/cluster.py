@@ -74,6 +74,7 @@ def cluster(ctx: RunContext, scored: Scored) -> Clustered:
             attributes=constrained.attributes,
             unique_sources=constrained.unique_sources,
             rejected_pairs=rejected,
+            tolerate=constrained.tolerate,
         )
         cuts = cuts.transform(materialize)
         clustered = ctx.held(

@@ -25,7 +25,7 @@ def inbox_schema(source: SourceConfig) -> pa.Schema:
     fields = [pa.field(source.key, pa.string(), nullable=False)]
     fields += [pa.field(name, pa.string()) for name in INBOX_COLUMNS]
     fields.append(pa.field(source.timestamp, pa.timestamp("us", tz="UTC"), nullable=False))
-    fields += [pa.field(column, pa.string()) for column in dict.fromkeys(source.columns.values())]
+    fields += [pa.field(column, pa.string()) for column in source.mapped_columns]
     return pa.schema(fields)
 
 
