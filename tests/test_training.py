@@ -352,3 +352,15 @@ def test_auto_without_a_proposal_stops_the_run_naming_the_key(tmp_path):
     with pytest.raises(ConfigError) as caught:
         run_pipeline(None, config)  # refused before a session is needed
     assert caught.value.key == "matching.link_threshold" and "idr train" in caught.value.problem
+
+
+def test_idr_train_threshold_only_proposes_again_without_training(trained, capsys):
+    from resolution.cli import main
+
+    config, (path, _) = trained
+    model_before = path.read_text(encoding="utf-8")
+    proposal_path(path).unlink()
+    assert main(["train", "--config", config.path, "--threshold-only"]) == 0
+    out = capsys.readouterr().out
+    assert f"saved {proposal_path(path)}" in out and "link threshold: the model proposes p >= " in out
+    assert load_proposal(path) is not None and path.read_text(encoding="utf-8") == model_before
