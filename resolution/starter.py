@@ -740,6 +740,10 @@ def _junk_count(guesses: Sequence[SourceGuess], attribute: str, patterns: Sequen
     return count
 
 
+# identity numbers typed by hand on forms (compared by the model as codes, besides any rule)
+TYPED_IDS = ("national_id", "tax_id", "passport_id", "licence_id")
+
+
 @dataclass(frozen=True)
 class Matching:
     """The model section a starter writes when names or dates are mapped."""
@@ -762,7 +766,11 @@ def plan_matching(attributes: Sequence[str], *, model: str) -> Matching | None:
     if not have & {"first_name", "last_name", "full_name", "dob"}:
         return None
     comparisons = {attribute: kind for attribute, kind in kinds.items() if attribute in have}
-    blocking = []
+    # numbers people type by hand (a national or tax id) carry copy errors: the model weighs
+    # them, a typo included, where an identifier rule would link on the exact value alone
+    typed = [attribute for attribute in TYPED_IDS if attribute in have]
+    comparisons.update(dict.fromkeys(typed, "code"))
+    blocking = [(attribute,) for attribute in typed]
     if "last_name" in have:
         blocking.append(("last_name",))
     if "first_name" in have and "dob" in have:
@@ -775,7 +783,7 @@ def plan_matching(attributes: Sequence[str], *, model: str) -> Matching | None:
         blocking.append(("dob",))
     names = tuple(a for a in ("first_name", "last_name") if a in have) or (
         ("full_name",) if "full_name" in have else ("dob",))
-    em = [(identifier,) for identifier in ("email", "phone") if identifier in have][:1]
+    em = [(identifier,) for identifier in ("email", "phone", *typed) if identifier in have][:1]
     em.append(names)
     return Matching(model, comparisons, tuple(blocking), tuple(em))
 
@@ -806,6 +814,7 @@ def render_config(
         lines += [
             "# cannot_link:                    # records that must never share an entity (docs/configuration.md)",
             "#   attributes: [dob]             # different non-null birth dates: different people",
+            "#   tolerate: {dob: [day_month_swap, one_edit]}   # ...unless one is the other mistyped",
             "",
         ]
     lines += _survivorship_lines(guesses, attributes)
@@ -898,6 +907,10 @@ def _identifier_lines(
             lines.append(_line(f"    exclude: {_flow_list(patterns)}",
                                f"{what}; {junk} sampled values match" if junk else what))
         lines.append(_line(f"    max_group_size: {MAX_GROUP_SIZE}", "a value shared by more records is junk"))
+        if attribute in TYPED_IDS:
+            lines.append(f"    # typed by hand, a {attribute} carries copy errors (a relative's number, a slipped digit) that")
+            lines.append("    # this rule links on as sure: once the model is trained (it compares it as a code), consider")
+            lines.append("    # dropping the rule")
     lines.append("")
     return lines
 

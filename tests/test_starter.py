@@ -423,3 +423,20 @@ def test_address_parts_are_mapped_as_one_composite_address(tmp_path, capsys):
     assert config.sources[0].columns["address"] == ("house_number", "street_name")
     assert list(config.matching.comparisons).count("address") == 1
     assert "joined into one" in output.read_text(encoding="utf-8")
+    # the commented cannot_link section, uncommented, is a valid tolerant constraint
+    lines = output.read_text(encoding="utf-8").splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("# cannot_link:")))
+    block = [line[2:] for line in lines[start:start + 3]]
+    uncommented = output.with_name("constrained.yml")
+    uncommented.write_text("\n".join(lines[:start] + block + lines[start + 3:]) + "\n", encoding="utf-8")
+    constraint = load_config(uncommented).cannot_link
+    assert constraint.attributes == ("dob",) and constraint.tolerate == {"dob": ("day_month_swap", "one_edit")}
+
+
+def test_a_hand_typed_national_id_is_compared_by_the_model_too():
+    from resolution.starter import plan_matching
+
+    matching = plan_matching(["first_name", "last_name", "dob", "national_id", "customer_id"], model="m.json")
+    assert matching.comparisons["national_id"] == "code" and "customer_id" not in matching.comparisons
+    assert ("national_id",) in matching.blocking_rules
+    assert matching.em_blocking_rules[0] == ("national_id",)
