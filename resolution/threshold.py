@@ -47,9 +47,10 @@ class ThresholdProposal:
     curve: tuple[CurvePoint, ...]
 
     def at(self, threshold: float) -> CurvePoint:
-        """The expected point of the highest curve threshold at or below ``threshold``."""
+        """The expected point of the highest curve threshold at or below ``threshold`` (below
+        them all: every candidate pair kept, the lowest point)."""
         kept = [point for point in self.curve if point.threshold <= threshold + 1e-12]
-        return max(kept, key=lambda point: point.threshold) if kept else self.curve[-1]
+        return max(kept, key=lambda point: point.threshold) if kept else self.curve[0]
 
     def lines(self, configured: float | None = None) -> list[str]:
         """What ``idr train`` prints: the proposal, and the configured threshold beside it."""

@@ -335,6 +335,7 @@ def test_expected_precision_and_recall_from_scores_alone():
     assert top.expected_precision > 0.99 and middle.expected_precision < top.expected_precision
     assert middle.expected_recall > top.expected_recall
     assert proposal.threshold == max((top, middle), key=lambda p: p.expected_f1).threshold
+    assert proposal.at(0.0).links == 1110 and proposal.at(0.0).expected_recall == 1.0  # below every bucket: all
     assert proposal_from_buckets([]) is None
 
 
