@@ -7,10 +7,10 @@ neighbours) agree on both, so a non-matching pair agreeing on the two scores as 
 pieces of evidence where it has one. ``idr train`` measures this on the training records and
 warns, naming both comparisons and the fix.
 
-The measure is exact, not sampled: over all pairs of records, the pairs agreeing exactly on an
-attribute are ``sum(n * (n - 1) / 2)`` over the counts ``n`` of its values (and of its value pairs
-for two attributes). The matching pairs among them are estimated from the model (the prior times
-all pairs times the exact level's m) and taken out, which leaves the non-matching pairs' agreement
+The measure is exact, not sampled: over all pairs of the records that have both attributes, the
+pairs agreeing exactly on an attribute are ``sum(n * (n - 1) / 2)`` over the counts ``n`` of its
+values (and of its value pairs for the two). The matching pairs among them are estimated from the
+model (the prior times those pairs times the exact level's m) and taken out, which leaves the non-matching pairs' agreement
 rates ``u_a``, ``u_b`` and ``u_ab``. Independence predicts ``u_ab = u_a * u_b``; their ratio, the
 lift, is how much more often the two agree together, and ``log2(lift)`` the weight a non-matching
 pair agreeing on both gets too much. Two comparisons are named when the lift is at least 8 and
@@ -29,6 +29,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from resolution.frames import union_all
 
 MIN_EXCESS_BITS = 3.0  # a lift of 8: a non-match agreeing on both scores 3 bits (8 times the odds) too high
 MIN_PAIRS = 10  # fewer non-matching pairs agreeing on both than this is too few to judge
@@ -90,11 +92,8 @@ def agreeing_pairs(records: DataFrame, groups: Sequence[tuple[tuple[str, ...], t
         subset = records.where(F.expr(" AND ".join(f"`{c}` IS NOT NULL" for c in present)))
         counts = subset.groupBy(*agree).count() if agree else subset.agg(F.count(F.lit(1)).alias("count"))
         parts.append(counts.select(F.lit(index).alias("group"), (F.col("count") * (F.col("count") - 1) / 2).alias("pairs")))
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionByName(part)
     totals = {row["group"]: int(row["pairs"] or 0)
-              for row in union.groupBy("group").agg(F.sum("pairs").alias("pairs")).collect()}
+              for row in union_all(parts).groupBy("group").agg(F.sum("pairs").alias("pairs")).collect()}
     return [totals.get(index, 0) for index in range(len(groups))]
 
 

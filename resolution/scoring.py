@@ -295,12 +295,13 @@ def train_model(
     raw = linker.misc.save_model_to_json()
     unobserved = unobserved_levels(raw)  # before the floor, after which every level has m and u
     model = _smoothed(raw)
-    overlaps = evidence_overlaps(model_inputs(records, config), model)
-    for overlap in overlaps:
-        logger.warning("evidence counted twice: %s", overlap.message(config.attribute_kinds)[0])
+    overlaps = tuple(overlap.message(config.attribute_kinds)
+                     for overlap in evidence_overlaps(model_inputs(records, config), model))
+    for measured, _ in overlaps:
+        logger.warning("evidence counted twice: %s", measured)
     proposal = propose_link_threshold(spark, records, model=model, config=config)
     report = TrainingReport(model, unobserved, tuple(logged),
-                            tuple(overlap.message(config.attribute_kinds) for overlap in overlaps),
+                            overlaps,
                             tuple(proposal.lines(config.matching.link_threshold) if proposal else ()))
     output = Path(output_path)
     output.parent.mkdir(parents=True, exist_ok=True)
